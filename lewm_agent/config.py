@@ -1,0 +1,269 @@
+"""Configs as plain dataclasses, with named presets.
+
+Three presets share one schema:
+
+- ``tiny``: for tests; trains in seconds on a CPU core.
+- ``cpu``: 64x64 pixels, sized by measurement so that a 2-core laptop trains a good
+  TwoRoom agent in minutes.
+- ``paper``: the LeWM reference configuration (ViT-tiny 224/14 encoder, 6-block
+  predictor, about 18M parameters in all) for one GPU.
+
+Defaults of every field match the LeWM paper / reference code (``paper`` preset) unless the
+docstring says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ModelConfig",
+    "TrainConfig",
+    "PlanConfig",
+    "PRESETS",
+    "preset",
+]
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the LeWM world model.
+
+    The encoder is a ViT over ``image_size`` pixels with ``patch_size`` patches; its CLS token
+    goes through a BatchNorm projector to a latent of ``latent_dim``. The predictor is a causal
+    transformer over ``history`` latents, conditioned on action blocks by AdaLN-zero.
+    """
+
+    image_size: int = 224
+    """Side of the square model input in pixels; observations are resized to it."""
+    patch_size: int = 14
+    """ViT patch side in pixels; ``image_size`` must be a multiple of it."""
+    enc_width: int = 192
+    """ViT hidden width (ViT-tiny: 192)."""
+    enc_depth: int = 12
+    """Number of ViT blocks (ViT-tiny: 12)."""
+    enc_heads: int = 3
+    """ViT attention heads (ViT-tiny: 3)."""
+    enc_mlp_dim: int = 768
+    """ViT MLP hidden size (ViT-tiny: 768)."""
+    latent_dim: int = 192
+    """Dimension D of the latent z (output of the projectors)."""
+    projector_hidden: int = 2048
+    """Hidden size of the Linear-BatchNorm-GELU-Linear projectors (reference: 2048)."""
+    pred_width: int = 192
+    """Predictor token width."""
+    pred_depth: int = 6
+    """Predictor transformer blocks (reference: 6)."""
+    pred_heads: int = 16
+    """Predictor attention heads (reference: 16)."""
+    pred_head_dim: int = 64
+    """Dimension of each predictor head (reference: 64, so attention width 1024)."""
+    pred_mlp_dim: int = 2048
+    """Predictor MLP hidden size (reference: 2048)."""
+    pred_dropout: float = 0.1
+    """Dropout in the predictor (paper: 0.1 best on PushT; 0 -> 78%, 0.1 -> 96%)."""
+    action_dim: int = 2
+    """Dimension A of one environment action."""
+    frameskip: int = 5
+    """Environment steps per kept frame; one action block holds ``frameskip`` actions."""
+    history: int = 3
+    """Latents the predictor sees (reference code: 3; paper appendix: 1 for TwoRoom)."""
+    sigreg_lambda: float = 0.09
+    """Weight of SIGReg in the loss (reference code: 0.09; paper: 0.1)."""
+    sigreg_projections: int = 1024
+    """Random 1-D directions per SIGReg call (reference: 1024)."""
+    sigreg_knots: int = 17
+    """Trapezoid knots on [0, sigreg_t_max] for the Epps-Pulley integral (reference: 17)."""
+    sigreg_t_max: float = 3.0
+    """Upper end of the integration range (reference code: 3; doubled by symmetry)."""
+
+    @property
+    def action_block_dim(self) -> int:
+        """Inputs of the action encoder: ``frameskip * action_dim``."""
+        return self.frameskip * self.action_dim
+
+    @property
+    def num_frames(self) -> int:
+        """Kept frames in a training clip: ``history`` inputs + 1 target step."""
+        return self.history + 1
+
+    def validate(self) -> "ModelConfig":
+        """Raise ``ValueError`` naming the bad field; return self for chaining."""
+        if self.image_size % self.patch_size != 0:
+            raise ValueError(
+                f"ModelConfig.image_size={self.image_size} is not a multiple of "
+                f"patch_size={self.patch_size}; choose sizes like 224/14 or 64/8."
+            )
+        if self.enc_width % self.enc_heads != 0:
+            raise ValueError(
+                f"ModelConfig.enc_width={self.enc_width} must be divisible by enc_heads={self.enc_heads}."
+            )
+        for name in ("history", "frameskip", "action_dim", "latent_dim", "enc_depth", "pred_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.pred_dropout < 1.0:
+            raise ValueError(f"ModelConfig.pred_dropout must be in [0, 1), got {self.pred_dropout}.")
+        if self.sigreg_lambda < 0:
+            raise ValueError(f"ModelConfig.sigreg_lambda must be >= 0, got {self.sigreg_lambda}.")
+        return self
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (reference: AdamW lr 5e-5, wd 1e-3, warm-up + cosine, clip 1.0)."""
+
+    steps: int = 20_000
+    """Optimiser steps in total."""
+    batch_size: int = 128
+    """Clips per optimiser step (global: split across ranks under torchrun)."""
+    lr: float = 5e-5
+    """Peak learning rate after warm-up."""
+    min_lr_ratio: float = 0.0
+    """Cosine decays to ``lr * min_lr_ratio``."""
+    weight_decay: float = 1e-3
+    """AdamW weight decay."""
+    warmup_steps: int = 1000
+    """Linear warm-up steps from 0 to ``lr``."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    val_fraction: float = 0.1
+    """Fraction of episodes held out for validation and evaluation."""
+    split_seed: int = 0
+    """Seed of the train/validation episode split."""
+    seed: int = 0
+    """Seed of initialisation and batch sampling."""
+    log_every: int = 25
+    """Steps between TensorBoard scalar writes."""
+    val_every: int = 250
+    """Steps between validation losses."""
+    ckpt_every: int = 500
+    """Steps between resumable checkpoints."""
+    device: str = "auto"
+    """``auto`` picks CUDA when available, else CPU."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (the reference's precision). On CPU see ``cpu_bf16``."""
+    cpu_bf16: bool = False
+    """bf16 autocast on CPU too (faster on CPUs with AVX-512 bf16; off by default)."""
+
+
+@dataclass
+class PlanConfig:
+    """Latent CEM-MPC settings (LeWM defaults)."""
+
+    samples: int = 300
+    """Action sequences sampled per CEM iteration per environment."""
+    iterations: int = 30
+    """CEM iterations (paper: 30 for PushT, 10 elsewhere)."""
+    elites: int = 30
+    """Lowest-cost samples that refit the mean and std."""
+    horizon: int = 5
+    """Planning horizon in action blocks (x frameskip env steps)."""
+    receding_horizon: int = 5
+    """Action blocks executed before replanning (reference: the whole plan)."""
+    init_std: float = 1.0
+    """Initial std of the sampling distribution, in normalised action units."""
+    min_std: float = 0.0
+    """Floor on the std after each refit (0 = none, as in the reference)."""
+    cost: str = "terminal"
+    """``terminal``: ||z_H - z_goal||^2 (reference); ``all``: summed over every step."""
+    warm_start: bool = True
+    """Start the next plan's mean from the unexecuted tail of the last one."""
+    seed: int = 0
+    """Seed of the planner's sampling generator (reset with the agent)."""
+
+    def validate(self) -> "PlanConfig":
+        if self.elites > self.samples:
+            raise ValueError(f"PlanConfig.elites={self.elites} exceeds samples={self.samples}.")
+        if not 1 <= self.receding_horizon <= self.horizon:
+            raise ValueError(
+                f"PlanConfig.receding_horizon={self.receding_horizon} must be in [1, horizon={self.horizon}]."
+            )
+        if self.cost not in ("terminal", "all"):
+            raise ValueError(f"PlanConfig.cost={self.cost!r}: choose 'terminal' or 'all'.")
+        if self.samples < 1 or self.iterations < 1 or self.horizon < 1:
+            raise ValueError("PlanConfig.samples, iterations and horizon must be >= 1.")
+        return self
+
+
+@dataclass
+class Preset:
+    """A named bundle of the three configs plus the data it expects."""
+
+    model: ModelConfig
+    train: TrainConfig
+    plan: PlanConfig
+    description: str = ""
+    episodes: int = 1000
+    """Episodes to collect for this preset when the CLI collects data itself."""
+
+
+def _tiny() -> Preset:
+    return Preset(
+        model=ModelConfig(
+            image_size=32, patch_size=8, enc_width=32, enc_depth=2, enc_heads=2, enc_mlp_dim=64,
+            latent_dim=16, projector_hidden=64, pred_width=32, pred_depth=2, pred_heads=2,
+            pred_head_dim=16, pred_mlp_dim=64, pred_dropout=0.0, history=2, frameskip=2,
+            sigreg_projections=64,
+        ),
+        train=TrainConfig(steps=50, batch_size=16, lr=1e-3, warmup_steps=5, log_every=5,
+                          val_every=25, ckpt_every=25),
+        plan=PlanConfig(samples=32, iterations=3, elites=4, horizon=3, receding_horizon=3),
+        description="for tests: seconds on one CPU core",
+        episodes=8,
+    )
+
+
+def _cpu() -> Preset:
+    return Preset(
+        model=ModelConfig(
+            image_size=64, patch_size=8, enc_width=128, enc_depth=4, enc_heads=4, enc_mlp_dim=256,
+            latent_dim=64, projector_hidden=512, pred_width=128, pred_depth=3, pred_heads=4,
+            pred_head_dim=32, pred_mlp_dim=512, pred_dropout=0.1, history=1, frameskip=5,
+        ),
+        train=TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
+                          log_every=25, val_every=250, ckpt_every=250, cpu_bf16=False),
+        plan=PlanConfig(samples=300, iterations=10, elites=30, horizon=5, receding_horizon=5),
+        description="64x64 TwoRoom on a 2-core laptop in minutes",
+        episodes=600,
+    )
+
+
+def _paper() -> Preset:
+    return Preset(
+        model=ModelConfig(),
+        train=TrainConfig(),
+        plan=PlanConfig(),
+        description="LeWM reference: ViT-tiny 224/14 + 6-block predictor, one GPU",
+        episodes=10_000,
+    )
+
+
+PRESETS: dict[str, Any] = {"tiny": _tiny, "cpu": _cpu, "paper": _paper}
+
+
+def preset(name: str) -> Preset:
+    """A fresh copy of the named preset (``tiny``, ``cpu`` or ``paper``)."""
+    if name not in PRESETS:
+        raise KeyError(f"Unknown preset {name!r}; known presets: {sorted(PRESETS)}.")
+    return PRESETS[name]()
+
+
+def config_from_dict(cls, data: dict) -> Any:
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys (no silent typos)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(names)}.")
+    return cls(**data)
+
+
+def replace(cfg: Any, **overrides: Any) -> Any:
+    """``dataclasses.replace`` with a clear error for unknown field names."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"Unknown {type(cfg).__name__} fields {sorted(unknown)}; known: {sorted(names)}.")
+    return dataclasses.replace(cfg, **overrides)
+

@@ -1,0 +1,106 @@
+"""Pixel encoder: a ViT in plain torch, followed by LeWM's BatchNorm projector.
+
+    pixels uint8 (B, H, W, 3)
+      -> float, ImageNet-normalised, resized to image_size       (B, 3, S, S)
+      -> patch embedding (Conv2d patch x patch, stride patch)    (B, N, C)   N = (S/patch)^2
+      -> [CLS] + learned positions -> depth x pre-LN blocks      (B, N+1, C)
+      -> final LayerNorm, CLS token                              (B, C)
+      -> projector Linear -> BatchNorm1d -> GELU -> Linear        (B, D)
+
+The projector's BatchNorm matters: LeWM reports that the ViT's final LayerNorm alone keeps
+SIGReg from being optimised.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (optionally causal) on top of ``scaled_dot_product_attention``."""
+
+    def __init__(self, width: int, heads: int, head_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads, self.head_dim = heads, head_dim
+        self.qkv = nn.Linear(width, 3 * heads * head_dim)
+        self.proj = nn.Linear(heads * head_dim, width)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)  # 3x (B, h, T, d)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=causal)  # (B, h, T, d)
+        return self.proj(y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim))
+
+
+class MLP(nn.Sequential):
+    def __init__(self, width: int, hidden: int, dropout: float = 0.0):
+        super().__init__(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), x + mlp(LN(x))."""
+
+    def __init__(self, width: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads, width // heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = MLP(width, mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class Projector(nn.Sequential):
+    """LeWM's projector: Linear -> BatchNorm1d -> GELU -> Linear, on (B, in_dim) inputs."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int):
+        super().__init__(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(*lead, -1)
+
+
+class ViTEncoder(nn.Module):
+    """uint8 pixels (B, H, W, 3) -> latent z (B, latent_dim). Any H = W is resized to ``image_size``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.image_size, C = cfg.image_size, cfg.enc_width
+        num_patches = (cfg.image_size // cfg.patch_size) ** 2
+        self.patch_embed = nn.Conv2d(3, C, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
+        self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, C) * 0.02)
+        self.blocks = nn.ModuleList(Block(C, cfg.enc_heads, cfg.enc_mlp_dim) for _ in range(cfg.enc_depth))
+        self.norm = nn.LayerNorm(C)
+        self.projector = Projector(C, cfg.projector_hidden, cfg.latent_dim)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def preprocess(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> normalised float (B, 3, S, S)."""
+        x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(self.preprocess(pixels))  # (B, C, S/p, S/p)
+        x = x.flatten(2).transpose(1, 2)  # (B, N, C)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed  # (B, N+1, C)
+        for block in self.blocks:
+            x = block(x)
+        return self.projector(self.norm(x[:, 0]))  # CLS -> (B, D)

@@ -1,0 +1,101 @@
+"""LeWM: encoder + action-conditioned predictor, trained with L = L_pred + lambda * SIGReg(Z).
+
+Verbs: ``encode`` (pixels -> latents), ``predict`` (one step ahead at every position, causal),
+``rollout`` (autoregressive over a horizon of action blocks, sliding history window) and
+``loss`` (teacher-forced MSE + SIGReg on the encoder's embeddings of every frame).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from .encoder import ViTEncoder
+from .predictor import Predictor
+from .sigreg import SIGReg
+
+
+class LeWM(nn.Module):
+    """The LeWorldModel. Shapes: B batch, T kept frames, D latent, k*A action block."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.encoder = ViTEncoder(cfg)
+        self.predictor = Predictor(cfg)
+        self.sigreg = SIGReg(cfg.sigreg_projections, cfg.sigreg_knots, cfg.sigreg_t_max)
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (..., H, W, 3) -> latents (..., D)."""
+        lead = pixels.shape[:-3]
+        z = self.encoder(pixels.reshape(-1, *pixels.shape[-3:]))
+        return z.reshape(*lead, -1)
+
+    def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """z (B, T, D) and action blocks (B, T, k*A) -> predicted z_{t+1} for each t, (B, T, D)."""
+        return self.predictor(z, actions)
+
+    def rollout(self, z_context: torch.Tensor, a_context: torch.Tensor | None, a_plan: torch.Tensor) -> torch.Tensor:
+        """Predict latents for a sequence of planned action blocks.
+
+        Args:
+            z_context: (B, c, D) observed latents, oldest first; the last one is "now".
+            a_context: (B, c-1, k*A) action blocks executed between the context latents, or None if c == 1.
+            a_plan: (B, H, k*A) action blocks to apply from "now" on.
+
+        Returns:
+            (B, H, D): the predicted latents after each planned block. The predictor sees at most
+            ``history`` latents (a sliding window), one predictor call per step.
+        """
+        B, c, _ = z_context.shape
+        H = a_plan.shape[1]
+        z_seq = list(z_context.unbind(1))
+        a_seq = list(a_context.unbind(1)) if a_context is not None and c > 1 else []
+        if len(a_seq) != c - 1:
+            raise ValueError(f"rollout: {c} context latents need {c - 1} context action blocks, got {len(a_seq)}.")
+        preds = []
+        for h in range(H):
+            a_seq.append(a_plan[:, h])
+            w = min(len(z_seq), self.cfg.history)
+            z_win = torch.stack(z_seq[-w:], dim=1)  # (B, w, D)
+            a_win = torch.stack(a_seq[-w:], dim=1)  # (B, w, k*A)
+            z_next = self.predict(z_win, a_win)[:, -1]  # (B, D)
+            z_seq.append(z_next)
+            preds.append(z_next)
+        return torch.stack(preds, dim=1)  # (B, H, D)
+
+    def forward(self, pixels: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Alias of :meth:`loss` so that DistributedDataParallel's hooks see the call."""
+        return self.loss(pixels, actions)
+
+    def loss(self, pixels: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Teacher-forced one-step prediction loss + lambda * SIGReg.
+
+        Args:
+            pixels: uint8 (B, T, H, W, 3) clip of T = history + 1 kept frames.
+            actions: float (B, T-1, k*A) normalised action blocks between consecutive frames.
+
+        Returns:
+            dict with ``loss``, ``pred_loss``, ``sigreg_loss`` (scalars) and ``z`` (B, T, D), detached.
+        """
+        z = self.encode(pixels)  # (B, T, D)
+        z_hat = self.predict(z[:, :-1], actions)  # (B, T-1, D): prediction of z[:, 1:]
+        # no stop-gradient on the target (as in the reference): SIGReg alone prevents collapse
+        pred_loss = F.mse_loss(z_hat.float(), z[:, 1:].float())
+        sigreg_loss = self.sigreg(z.transpose(0, 1))  # per time step over the batch
+        loss = pred_loss + self.cfg.sigreg_lambda * sigreg_loss
+        return {"loss": loss, "pred_loss": pred_loss.detach(), "sigreg_loss": sigreg_loss.detach(), "z": z.detach()}
+
+    def num_params(self) -> dict[str, int]:
+        """Parameter counts as the paper counts them (encoder = ViT, predictor = transformer), projectors apart."""
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        enc_proj, pred_proj = count(self.encoder.projector), count(self.predictor.projector)
+        return {
+            "encoder": count(self.encoder) - enc_proj,
+            "encoder_projector": enc_proj,
+            "predictor": count(self.predictor) - pred_proj,
+            "predictor_projector": pred_proj,
+            "total": count(self),
+        }

@@ -1,0 +1,251 @@
+"""The training loop: episode file -> LeWM weights, TensorBoard scalars and checkpoints.
+
+Runs in one process (CPU or one GPU) or under ``torchrun`` (DistributedDataParallel; each rank
+draws ``batch_size / world_size`` clips and SIGReg sees the global batch).
+
+Output directory layout::
+
+    out_dir/
+      train_config.json      the model / train / plan configs and the data file used
+      checkpoint/            resumable: an agent checkpoint + train_state.pt (optimiser, scheduler, step)
+      agent/                 the final agent (config.json + model.safetensors), LeWMAgent.load(out_dir/"agent")
+      tb/                    TensorBoard scalars under train/ and val/
+
+Randomness is a pure function of (seed, step, rank): the clips of step s and the dropout /
+SIGReg directions drawn at step s are the same whether or not the run was interrupted, so
+``resume=True`` continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from .agent import LeWMAgent, resolve_device
+from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
+from .config import ModelConfig, PlanConfig, TrainConfig
+from .data import ActionNormalizer, ClipDataset, load_episodes, split_episodes
+from .metrics import effective_rank, embedding_std
+from .model import LeWM
+
+__all__ = ["train", "TrainResult"]
+
+TRAIN_STATE = "train_state.pt"
+
+
+@dataclasses.dataclass
+class TrainResult:
+    agent_dir: Path
+    """Directory of the final agent checkpoint."""
+    steps: int
+    """Optimiser steps completed."""
+    seconds: float
+    """Wall-clock of this call (s)."""
+    final: dict[str, float]
+    """Last logged scalars (train/* and val/*)."""
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warm-up to 1, then cosine to ``min_lr_ratio`` at ``cfg.steps`` (multiplier of ``cfg.lr``)."""
+
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, resolve_device(device_name)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return dist.get_rank(), world, torch.device("cuda", local_rank)
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+def train(
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    plan_cfg: PlanConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train LeWM on an HDF5 episode file and write an agent to ``out_dir/agent``.
+
+    Args:
+        data_path: episode file written by ``lewm collect`` (or any file of the same layout).
+        out_dir: run directory (created).
+        model_cfg, train_cfg, plan_cfg: configs; ``model_cfg.action_dim`` is taken from the data.
+        resume: continue from ``out_dir/checkpoint`` (same step, optimiser, scheduler).
+        progress: show a tqdm bar.
+        stop_at: stop (after checkpointing) at this step, as if killed; for tests and time-boxed runs.
+    """
+    start_time = time.perf_counter()
+    out_dir = Path(out_dir)
+    plan_cfg = (plan_cfg or PlanConfig()).validate()
+    rank, world, device = _setup_distributed(train_cfg.device)
+    is_main = rank == 0
+
+    # ---- data: episodes in memory, split by episode, normaliser from the training episodes
+    episodes = load_episodes(data_path)
+    H, W = episodes.pixels.shape[1:3]
+    A = episodes.action.shape[1]
+    if model_cfg.action_dim != A:
+        model_cfg = dataclasses.replace(model_cfg, action_dim=A)
+    train_ids, val_ids = split_episodes(len(episodes.ep_len), train_cfg.val_fraction, train_cfg.split_seed)
+    train_rows = np.concatenate([np.arange(episodes.ep_offset[i], episodes.ep_offset[i] + episodes.ep_len[i]) for i in train_ids])
+    normalizer = ActionNormalizer.from_actions(episodes.action[train_rows])
+    train_clips = ClipDataset(episodes, train_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
+    val_clips = ClipDataset(episodes, val_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
+    attrs = episodes.attrs
+    action_low = np.asarray(attrs.get("action_low", np.full(A, -np.inf)), np.float32).reshape(A)
+    action_high = np.asarray(attrs.get("action_high", np.full(A, np.inf)), np.float32).reshape(A)
+    metadata: dict[str, Any] = {
+        "env_id": str(attrs.get("env_id", "")),
+        "env_kwargs": json.loads(attrs["env_kwargs"]) if isinstance(attrs.get("env_kwargs"), str) else {},
+        "data_path": str(Path(data_path).resolve()),
+        "val_episodes": [int(i) for i in val_ids],
+        "train_episodes": len(train_ids),
+        "train_config": dataclasses.asdict(train_cfg),
+    }
+
+    # ---- model, optimiser, schedule
+    torch.manual_seed(train_cfg.seed)
+    model = LeWM(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train_cfg))
+    step = 0
+    ckpt_dir = out_dir / "checkpoint"
+    if resume:
+        if not ckpt_dir.exists():
+            raise CheckpointError(f"--resume: no checkpoint at {ckpt_dir}; start without --resume.")
+        config, state_dict = read_checkpoint(ckpt_dir)
+        if config["model"] != dataclasses.asdict(model_cfg):
+            raise CheckpointError(f"--resume: {ckpt_dir} was trained with another model config; use a new out_dir.")
+        load_state_checked(model, state_dict, where=f"checkpoint {ckpt_dir}")
+        state = torch.load(ckpt_dir / TRAIN_STATE, map_location=device, weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+    ddp_model: torch.nn.Module = model
+    if world > 1:
+        if device.type == "cuda":
+            ddp_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    use_bf16 = (device.type == "cuda" and train_cfg.bf16) or (device.type == "cpu" and train_cfg.cpu_bf16)
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    local_batch = max(1, train_cfg.batch_size // world)
+    writer = None
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "train_config.json").write_text(json.dumps({
+            "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
+            "plan": dataclasses.asdict(plan_cfg), "data": metadata["data_path"],
+            "train_clips": len(train_clips), "val_clips": len(val_clips), "params": model.num_params(),
+        }, indent=2))
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out_dir / "tb"), purge_step=step if resume else None)
+
+    def agent_config() -> dict:
+        meta = {**metadata, "train_step": step}
+        return LeWMAgent.checkpoint_config(model_cfg, plan_cfg, normalizer.mean, normalizer.std,
+                                           action_low, action_high, (H, W, 3), meta)
+
+    def save_checkpoint() -> None:
+        if is_main:
+            write_checkpoint(ckpt_dir, agent_config(), model.state_dict(), extra={TRAIN_STATE: {
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}})
+
+    val_idx = np.random.default_rng(0).permutation(len(val_clips))[:256]
+
+    @torch.no_grad()
+    def validate() -> float:
+        model.eval()
+        losses = []
+        for chunk in np.array_split(val_idx, max(1, len(val_idx) // 64)):
+            batch = val_clips.get_batch(chunk)
+            with autocast():
+                z = model.encode(batch["pixels"].to(device))
+                z_hat = model.predict(z[:, :-1], batch["action"].to(device))
+            losses.append(torch.nn.functional.mse_loss(z_hat.float(), z[:, 1:].float()).item())
+        model.train()
+        return float(np.mean(losses))
+
+    final: dict[str, float] = {}
+    end = train_cfg.steps if stop_at is None else min(stop_at, train_cfg.steps)
+    bar = tqdm(total=train_cfg.steps, initial=step, desc="train", disable=not (progress and is_main), dynamic_ncols=True)
+    model.train()
+    t_log = time.perf_counter()
+    while step < end:
+        # randomness of this step depends only on (seed, step, rank): exact resume
+        rng = np.random.default_rng([train_cfg.seed, step, rank])
+        torch.manual_seed(int(rng.integers(2**62)))
+        batch = train_clips.get_batch(rng.integers(0, len(train_clips), size=local_batch))
+        pixels, actions = batch["pixels"].to(device, non_blocking=True), batch["action"].to(device, non_blocking=True)
+        with autocast():
+            out = ddp_model(pixels, actions)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        if is_main and (step % train_cfg.log_every == 0 or step == end):
+            now = time.perf_counter()
+            z = out["z"].reshape(-1, out["z"].shape[-1])
+            final.update({
+                "train/loss": out["loss"].item(), "train/pred_loss": out["pred_loss"].item(),
+                "train/sigreg_loss": out["sigreg_loss"].item(), "train/lr": scheduler.get_last_lr()[0],
+                "train/grad_norm": float(grad_norm), "train/emb_std": embedding_std(z),
+                "train/eff_rank": effective_rank(z),
+                "train/steps_per_sec": train_cfg.log_every / max(now - t_log, 1e-9),
+            })
+            t_log = now
+            for k, v in final.items():
+                if k.startswith("train/"):
+                    writer.add_scalar(k, v, step)
+            bar.set_postfix(loss=f"{final['train/loss']:.3f}", pred=f"{final['train/pred_loss']:.4f}",
+                            sig=f"{final['train/sigreg_loss']:.2f}")
+        if is_main and (step % train_cfg.val_every == 0 or step == train_cfg.steps):
+            final["val/pred_loss"] = validate()
+            writer.add_scalar("val/pred_loss", final["val/pred_loss"], step)
+        if step % train_cfg.ckpt_every == 0 or step == end:
+            save_checkpoint()
+    bar.close()
+
+    agent_dir = out_dir / "agent"
+    if is_main:
+        if writer is not None:
+            writer.flush()
+            writer.close()
+        if step >= train_cfg.steps:
+            write_checkpoint(agent_dir, agent_config(), model.state_dict())
+    if world > 1:
+        dist.barrier()
+    return TrainResult(agent_dir=agent_dir, steps=step, seconds=time.perf_counter() - start_time, final=final)
