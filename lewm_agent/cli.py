@@ -1,0 +1,188 @@
+"""``lewm collect | train | eval | run``: thin wrappers that parse arguments and call the API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from .config import PRESETS, ModelConfig, PlanConfig, TrainConfig, preset, replace
+
+
+def _parse_overrides(cls, items: list[str] | None) -> dict[str, Any]:
+    """``["lr=1e-3", "history=3"]`` -> typed dict for dataclass ``cls``; unknown keys fail loudly."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"error: override {item!r} is not KEY=VALUE (e.g. lr=1e-3).")
+        key, value = item.split("=", 1)
+        if key not in hints:
+            raise SystemExit(f"error: {cls.__name__} has no field {key!r}; fields: {', '.join(sorted(hints))}.")
+        kind = hints[key]
+        if kind is bool:
+            out[key] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            try:
+                out[key] = kind(value)
+            except (TypeError, ValueError):
+                raise SystemExit(f"error: {cls.__name__}.{key} expects {getattr(kind, '__name__', kind)}, got {value!r}.")
+    return out
+
+
+def _add_protocol_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-episodes", type=int, default=50, help="episodes of the protocol (default 50)")
+    p.add_argument("--goal-offset", type=int, default=25, help="env steps from start row to goal row (default 25)")
+    p.add_argument("--budget", type=int, default=50, help="env steps per episode (default 50)")
+    p.add_argument("--eval-seed", type=int, default=0, help="seed of the start/goal pairs")
+    p.add_argument("--video", type=int, default=0, metavar="N", help="write mp4s of the first N episodes")
+
+
+def _protocol(args):
+    from .evaluation import EvalProtocol
+
+    return EvalProtocol(num_episodes=args.eval_episodes, goal_offset=args.goal_offset, budget=args.budget,
+                        seed=args.eval_seed)
+
+
+def _summary(result: dict[str, Any]) -> str:
+    lines = []
+    for name in ("lewm", "random"):
+        if name in result:
+            r = result[name]
+            lo, hi = r["ci95"]
+            lines.append(f"{name:>7}: success {100 * r['success_rate']:.0f}% ({r['successes']}/{r['num_episodes']}, "
+                         f"95% CI {100 * lo:.0f}-{100 * hi:.0f}%)")
+    if "lewm" in result:
+        lines.append(f"planning: {result['lewm']['plan_seconds_per_decision'] * 1000:.1f} ms per env decision")
+    return "\n".join(lines)
+
+
+def cmd_collect(args) -> None:
+    from .data import collect
+
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    env_kwargs.setdefault("image_size", args.image_size)
+    info = collect(args.env, args.out, num_episodes=args.episodes, policy=args.policy, seed=args.seed,
+                   env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append)
+    print(f"wrote {info.path}: {info.num_episodes} episodes, {info.num_frames} frames, "
+          f"policy success {info.attrs.get('policy_success_rate')}")
+
+
+def cmd_train(args) -> None:
+    from .train import train
+
+    p = preset(args.preset)
+    model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
+    tr = replace(p.train, **_parse_overrides(TrainConfig, args.train))
+    for field in ("steps", "batch_size", "lr", "device", "seed"):
+        if getattr(args, field) is not None:
+            tr = replace(tr, **{field: getattr(args, field)})
+    plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
+    result = train(args.data, args.out, model, tr, plan, resume=args.resume)
+    print(f"trained {result.steps} steps in {result.seconds:.0f}s; agent at {result.agent_dir}")
+
+
+def cmd_eval(args) -> None:
+    from .pipeline import evaluate_checkpoint
+
+    out = Path(args.out) if args.out else Path(args.agent).parent / "eval.json"
+    result = evaluate_checkpoint(args.agent, _protocol(args), data_path=args.data,
+                                 video_dir=out.parent / "videos", video_episodes=args.video,
+                                 with_random=not args.no_random, device=args.device,
+                                 plan_overrides=_parse_overrides(PlanConfig, args.plan))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(_summary(result))
+    print(f"wrote {out}")
+
+
+def cmd_run(args) -> None:
+    from .pipeline import run_pipeline
+
+    p = preset(args.preset)
+    if args.steps is not None:
+        p.train = replace(p.train, steps=args.steps)
+    p.train = replace(p.train, **_parse_overrides(TrainConfig, args.train))
+    p.model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
+    plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
+    result = run_pipeline(p, args.out, env_id=args.env, episodes=args.episodes, seed=args.seed,
+                          protocol=_protocol(args), video_episodes=args.video, plan=plan)
+    print(_summary(result))
+    t = result["timings"]
+    print(f"collect {t['collect_s']:.0f}s, train {t['train_s']:.0f}s, eval {t['eval_s']:.0f}s; results in {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lewm", description="LeWorldModel: collect, train, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    override = dict(action="append", metavar="KEY=VALUE")
+
+    p = sub.add_parser("collect", help="roll a collection policy into an HDF5 episode file")
+    p.add_argument("--env", default="lewm/TwoRoom-v0")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--policy", default="expert", help="expert | random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--append", action="store_true", help="add episodes to an existing file")
+    p.add_argument("--out", required=True, help="episode file to write (e.g. data/tworoom.h5)")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("train", help="train LeWM on an episode file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
+    p.add_argument("--model", help="ModelConfig override, repeatable", **override)
+    p.add_argument("--train", help="TrainConfig override, repeatable", **override)
+    p.add_argument("--plan", help="PlanConfig override saved with the agent, repeatable", **override)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained agent with the LeWM protocol")
+    p.add_argument("--agent", required=True, help="agent directory (run/agent)")
+    p.add_argument("--data", default=None, help="episode file of held-out episodes (default: the agent's validation split)")
+    p.add_argument("--out", default=None, help="JSON file (default: run/eval.json)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-random", action="store_true", help="skip the random-policy baseline")
+    p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
+    _add_protocol_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
+    p.add_argument("--env", default="lewm/TwoRoom-v0")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument("--out", default="runs/tworoom-cpu")
+    p.add_argument("--episodes", type=int, default=None, help="episodes to collect (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="ModelConfig override, repeatable", **override)
+    p.add_argument("--train", help="TrainConfig override, repeatable", **override)
+    p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
+    _add_protocol_args(p)
+    p.set_defaults(func=cmd_run, video=4)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

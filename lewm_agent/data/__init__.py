@@ -1,0 +1,32 @@
+"""Episode files (HDF5): collection, validation, loading, clips and action normalisation."""
+
+from lewm_agent.data.dataset import (
+    FORMAT_VERSION,
+    REQUIRED_COLUMNS,
+    ActionNormalizer,
+    ClipDataset,
+    DatasetError,
+    EpisodeFileInfo,
+    Episodes,
+    EpisodeWriter,
+    load_episodes,
+    split_episodes,
+    validate_episode_file,
+)
+from lewm_agent.data.collect import collect
+
+__all__ = [
+    "FORMAT_VERSION",
+    "REQUIRED_COLUMNS",
+    "ActionNormalizer",
+    "ClipDataset",
+    "DatasetError",
+    "EpisodeFileInfo",
+    "Episodes",
+    "EpisodeWriter",
+    "load_episodes",
+    "split_episodes",
+    "validate_episode_file",
+    "collect",
+]
+

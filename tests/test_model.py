@@ -1,0 +1,117 @@
+"""Model: shapes, causality, AdaLN-zero identity at init, presets (paper parameter counts)."""
+
+import pytest
+import torch
+
+from lewm_agent.config import PlanConfig, preset, replace
+from lewm_agent.model import LeWM
+from lewm_agent.planning import cem_plan, latent_goal_cost
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return LeWM(preset("tiny").model)
+
+
+def test_shapes():
+    m = _tiny().eval()
+    cfg = m.cfg
+    px = torch.randint(0, 256, (3, cfg.num_frames, 32, 32, 3), dtype=torch.uint8)
+    z = m.encode(px)
+    assert z.shape == (3, cfg.num_frames, cfg.latent_dim)
+    a = torch.randn(3, cfg.history, cfg.action_block_dim)
+    assert m.predict(z[:, :-1], a).shape == (3, cfg.history, cfg.latent_dim)
+    out = m.rollout(z[:, :1], None, torch.randn(3, 4, cfg.action_block_dim))
+    assert out.shape == (3, 4, cfg.latent_dim)
+
+
+def test_encoder_resizes_other_image_sizes():
+    m = _tiny().eval()
+    assert m.encode(torch.randint(0, 256, (2, 48, 48, 3), dtype=torch.uint8)).shape == (2, m.cfg.latent_dim)
+
+
+def test_predictor_is_causal():
+    m = LeWM(replace(preset("tiny").model, history=4)).eval()
+    for block in m.predictor.blocks:  # make the AdaLN-zero branches live so attention matters
+        torch.nn.init.normal_(block.ada[1].weight, std=0.5)
+    z = torch.randn(2, 4, m.cfg.latent_dim)
+    a = torch.randn(2, 4, m.cfg.action_block_dim)
+    out = m.predict(z, a)
+    z2, a2 = z.clone(), a.clone()
+    z2[:, 3] += 5.0
+    a2[:, 3] -= 5.0
+    out2 = m.predict(z2, a2)
+    assert torch.allclose(out[:, :3], out2[:, :3], atol=1e-5)  # the past does not see the future
+    assert not torch.allclose(out[:, 3], out2[:, 3])
+
+
+def test_adaln_zero_blocks_start_as_identity():
+    m = _tiny()
+    x, c = torch.randn(2, 2, m.cfg.pred_width), torch.randn(2, 2, m.cfg.pred_width)
+    for block in m.predictor.blocks:
+        assert torch.equal(block(x, c), x)
+
+
+def test_actions_condition_the_prediction_after_training_starts():
+    m = _tiny().eval()
+    for block in m.predictor.blocks:
+        torch.nn.init.normal_(block.ada[1].weight, std=0.5)
+    z = torch.randn(2, 1, m.cfg.latent_dim)
+    a = torch.randn(2, 1, m.cfg.action_block_dim)
+    assert not torch.allclose(m.predict(z, a), m.predict(z, -a))
+
+
+def test_rollout_uses_context_actions_with_history():
+    m = LeWM(replace(preset("tiny").model, history=3)).eval()
+    with pytest.raises(ValueError, match="context action blocks"):
+        m.rollout(torch.randn(2, 2, m.cfg.latent_dim), None, torch.randn(2, 1, m.cfg.action_block_dim))
+
+
+def test_loss_terms_and_gradients():
+    m = _tiny()
+    cfg = m.cfg
+    px = torch.randint(0, 256, (8, cfg.num_frames, 32, 32, 3), dtype=torch.uint8)
+    out = m.loss(px, torch.randn(8, cfg.history, cfg.action_block_dim))
+    assert torch.allclose(out["loss"], out["pred_loss"] + cfg.sigreg_lambda * out["sigreg_loss"])
+    out["loss"].backward()
+    assert m.encoder.patch_embed.weight.grad.abs().sum() > 0  # no stop-gradient: the encoder learns
+
+
+def test_bad_config_is_rejected_with_the_field_name():
+    with pytest.raises(ValueError, match="patch_size"):
+        replace(preset("tiny").model, image_size=30).validate()
+
+
+def test_paper_preset_parameter_counts_train_step_and_plan():
+    torch.manual_seed(0)
+    p = preset("paper")
+    m = LeWM(p.model)
+    counts = m.num_params()
+    assert abs(counts["encoder"] / 5.5e6 - 1) < 0.10, counts  # ViT-tiny ~5.5M
+    assert abs(counts["predictor"] / 10.8e6 - 1) < 0.10, counts  # predictor ~10.8M
+    assert 15e6 <= counts["total"] <= 18.5e6, counts
+    # one training step at 224x224
+    opt = torch.optim.AdamW(m.parameters(), lr=5e-5)
+    px = torch.randint(0, 256, (2, p.model.num_frames, 224, 224, 3), dtype=torch.uint8)
+    a = torch.randn(2, p.model.history, p.model.action_block_dim)
+    out = m.loss(px, a)
+    out["loss"].backward()
+    opt.step()
+    assert torch.isfinite(out["loss"])
+    # one plan with the paper's sample count and horizon (fewer iterations to keep the test fast)
+    m.eval()
+    with torch.inference_mode():
+        z = m.encode(px[:1])  # (1, T, D)
+        z_goal = z[:, -1]
+        ctx, a_ctx = z[:, :p.model.history], a[:1, : p.model.history - 1]
+        S = p.plan.samples
+
+        def cost(actions):
+            flat = actions.reshape(S, p.plan.horizon, -1)
+            pred = m.rollout(ctx.expand(S, -1, -1), a_ctx.expand(S, -1, -1), flat)
+            return latent_goal_cost(pred, z_goal).view(1, S)
+
+        result = cem_plan(cost, torch.zeros(1, p.plan.horizon, p.model.action_block_dim),
+                          replace(p.plan, iterations=2), generator=torch.Generator().manual_seed(0))
+    assert result.actions.shape == (1, p.plan.horizon, p.model.action_block_dim)
+    assert isinstance(p.plan, PlanConfig)
