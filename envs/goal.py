@@ -1,0 +1,243 @@
+"""The goal-conditioned task contract every environment in ``envs/`` meets.
+
+A :class:`GoalEnv` is a state-driven pixel goal-reaching task:
+
+- the physical state is a float32 vector (``state_dim`` entries, task units);
+- the agent sees ``{"pixels": uint8 (H, W, 3), "goal": uint8 (H, W, 3)}``, where the goal image
+  is what the camera would show if the physical state were the goal state;
+- ``reset(options={"state": s, "goal_state": g})`` starts from a given state and renders the goal
+  from a given goal state; missing ones are sampled with ``self.np_random``;
+- ``info`` always holds ``"is_success"`` (bool, the key Stable-Baselines3 reads), ``"state"`` and
+  ``"goal_state"`` (float32 copies) and ``"distance"`` (float, task units);
+- the reward is ``-distance`` (``reward_type="dense"``) or ``float(success)`` (``"sparse"``);
+- episodes terminate on success (unless ``terminate_on_success=False``) and are never truncated
+  here: time limits come from Gymnasium's ``TimeLimit`` (``max_episode_steps`` at registration).
+
+A suite subclasses :class:`GoalEnv`, sets ``action_space`` and ``state_dim`` and implements the
+``_``-prefixed hooks below; ``reset``/``step``/``render`` are written once, here.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["GoalEnv", "REWARD_TYPES"]
+
+REWARD_TYPES = ("dense", "sparse")
+_RESET_OPTION_KEYS = ("state", "goal_state")
+
+
+class GoalEnv(gym.Env, abc.ABC):
+    """Abstract base class for state-driven, pixel-observed goal-reaching tasks.
+
+    Args:
+        image_size: side of the square observation and goal images, in pixels (>= 8).
+        reward_type: ``"dense"`` (reward = -goal distance, task units) or ``"sparse"``
+            (reward = 1.0 on success, else 0.0).
+        terminate_on_success: end the episode (``terminated=True``) when the goal is reached.
+        render_mode: ``"rgb_array"`` (``render()`` returns the current frame) or ``None``.
+
+    Subclasses must set ``self.action_space`` in ``__init__`` and provide ``state_dim`` (class
+    attribute or property) and the abstract hooks.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        reward_type: str = "dense",
+        terminate_on_success: bool = True,
+        render_mode: str | None = "rgb_array",
+    ) -> None:
+        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+            raise ValueError(
+                f"image_size must be an int number of pixels, got {image_size!r} "
+                f"({type(image_size).__name__}); pass e.g. image_size=64"
+            )
+        if image_size < 8:
+            raise ValueError(f"image_size must be >= 8 pixels, got {image_size}; pass e.g. 64 or 224")
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        self.image_size = int(image_size)
+        self.reward_type = reward_type
+        self.terminate_on_success = bool(terminate_on_success)
+        self.render_mode = render_mode
+
+        image = spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
+        self.observation_space = spaces.Dict({"pixels": image, "goal": image})
+
+        self.goal_state: np.ndarray | None = None  # float32 (state_dim,), set by reset()
+        self._goal_pixels: np.ndarray | None = None  # uint8 (H, W, 3), rendered once per reset
+        self._pixels: np.ndarray | None = None  # uint8 (H, W, 3), the current frame
+
+    # ------------------------------------------------------------------ hooks (subclass)
+    state_dim: int  # length of the physical state vector
+
+    @abc.abstractmethod
+    def _sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random valid start state, float (state_dim,)."""
+
+    @abc.abstractmethod
+    def _sample_goal_state(self, rng: np.random.Generator, state: np.ndarray) -> np.ndarray:
+        """A random valid goal state for start ``state``, float (state_dim,)."""
+
+    @abc.abstractmethod
+    def _set_state(self, state: np.ndarray) -> None:
+        """Make ``state`` (float32 (state_dim,), already validated) the live physical state."""
+
+    @abc.abstractmethod
+    def _get_state(self) -> np.ndarray:
+        """The live physical state, float32 (state_dim,) (a copy)."""
+
+    @abc.abstractmethod
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Advance the physics one env step under ``action`` (float32, already clipped)."""
+
+    @abc.abstractmethod
+    def _render_state(self, state: np.ndarray) -> np.ndarray:
+        """The uint8 (H, W, 3) image the agent would see in ``state``; must not change live state."""
+
+    @abc.abstractmethod
+    def _goal_distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
+        """Distance between ``state`` and ``goal_state`` in task units (>= 0)."""
+
+    @abc.abstractmethod
+    def _is_success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
+        """Whether ``state`` satisfies the goal ``goal_state``."""
+
+    def _validate_state(self, state: np.ndarray, name: str) -> None:
+        """Raise ValueError if ``state`` (float32, right shape, finite) is physically invalid.
+
+        Optional hook; the default accepts every finite vector. ``name`` is the option key
+        (``"state"`` or ``"goal_state"``) to put in the message.
+        """
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode.
+
+        Args:
+            seed: seeds ``self.np_random`` (Gymnasium semantics).
+            options: optional ``{"state": float (state_dim,), "goal_state": float (state_dim,)}``;
+                a missing entry is sampled.
+
+        Returns:
+            ``(obs, info)`` with ``obs = {"pixels", "goal"}`` (uint8 (H, W, 3) each).
+        """
+        super().reset(seed=seed)
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
+        unknown = sorted(set(options) - set(_RESET_OPTION_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown reset option(s) {unknown}; {type(self).__name__} accepts {list(_RESET_OPTION_KEYS)}"
+            )
+
+        if options.get("state") is not None:
+            state = self._check_state(options["state"], "state")
+        else:
+            state = self._check_state(self._sample_state(self.np_random), "sampled state")
+        self._set_state(state)
+        state = self._get_state()
+
+        if options.get("goal_state") is not None:
+            goal = self._check_state(options["goal_state"], "goal_state")
+        else:
+            goal = self._check_state(self._sample_goal_state(self.np_random, state), "sampled goal_state")
+        self.goal_state = goal
+        self._goal_pixels = self._render_state(goal)
+        self._pixels = self._render_state(state)
+        return self._obs(), self._info(state)
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Apply one action (clipped to ``action_space``) and advance one env step.
+
+        Returns:
+            Gymnasium's ``(obs, reward, terminated, truncated, info)``; ``truncated`` is always
+            False here (``TimeLimit`` sets it).
+        """
+        if self.goal_state is None:
+            raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call env.reset() first")
+        self._apply_action(self._check_action(action))
+        state = self._get_state()
+        self._pixels = self._render_state(state)
+        info = self._info(state)
+        if self.reward_type == "dense":
+            reward = -info["distance"]
+        else:
+            reward = float(info["is_success"])
+        terminated = bool(info["is_success"] and self.terminate_on_success)
+        return self._obs(), float(reward), terminated, False, info
+
+    def render(self) -> np.ndarray | None:
+        """The current frame, uint8 (H, W, 3) (a copy); ``None`` before the first reset."""
+        return None if self._pixels is None else self._pixels.copy()
+
+    # ------------------------------------------------------------------ public helpers
+    def render_state(self, state: Any) -> np.ndarray:
+        """The uint8 (H, W, 3) image for physical ``state`` (float (state_dim,)); live state unchanged."""
+        return self._render_state(self._check_state(state, "state"))
+
+    # ------------------------------------------------------------------ internals
+    def _obs(self) -> dict[str, np.ndarray]:
+        assert self._pixels is not None and self._goal_pixels is not None
+        return {"pixels": self._pixels.copy(), "goal": self._goal_pixels.copy()}
+
+    def _info(self, state: np.ndarray) -> dict[str, Any]:
+        assert self.goal_state is not None
+        return {
+            "is_success": bool(self._is_success(state, self.goal_state)),
+            "state": np.array(state, dtype=np.float32),
+            "goal_state": self.goal_state.copy(),
+            "distance": float(self._goal_distance(state, self.goal_state)),
+        }
+
+    def _check_state(self, state: Any, name: str) -> np.ndarray:
+        """``state`` as float32 (state_dim,), or a ValueError naming the expected shape."""
+        try:
+            arr = np.asarray(state, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{name} must be a float vector of shape ({self.state_dim},), got {state!r}"
+            ) from err
+        if arr.shape != (self.state_dim,):
+            raise ValueError(
+                f"{name} must have shape ({self.state_dim},) for {type(self).__name__}, got shape {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+        self._validate_state(arr, name)
+        return arr.copy()
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        """``action`` as a float32 array clipped to ``action_space``, or a clear ValueError."""
+        space = self.action_space
+        assert isinstance(space, spaces.Box), "GoalEnv subclasses use a Box action space"
+        try:
+            arr = np.asarray(action, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"action must be a float array of shape {space.shape} in [{space.low.min()}, "
+                f"{space.high.max()}], got {action!r}"
+            ) from err
+        if arr.shape != space.shape:
+            raise ValueError(
+                f"action must have shape {space.shape} for {type(self).__name__}, got shape {arr.shape}; "
+                "pass one action per step (batched actions need a VecEnv)"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"action must be finite, got {arr.tolist()}")
+        return np.clip(arr, space.low, space.high).astype(np.float32)
