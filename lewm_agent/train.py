@@ -36,7 +36,7 @@ from .agent import LeWMAgent, resolve_device
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
 from .data import ActionNormalizer, ClipDataset, load_episodes, split_episodes
-from .metrics import effective_rank, embedding_std
+from .metrics import effective_rank, embedding_std, participation_ratio
 from .model import LeWM
 
 __all__ = ["train", "TrainResult"]
@@ -223,7 +223,7 @@ def train(
                 "train/loss": out["loss"].item(), "train/pred_loss": out["pred_loss"].item(),
                 "train/sigreg_loss": out["sigreg_loss"].item(), "train/lr": scheduler.get_last_lr()[0],
                 "train/grad_norm": float(grad_norm), "train/emb_std": embedding_std(z),
-                "train/eff_rank": effective_rank(z),
+                "train/eff_rank": effective_rank(z), "train/participation_ratio": participation_ratio(z),
                 "train/steps_per_sec": train_cfg.log_every / max(now - t_log, 1e-9),
             })
             t_log = now

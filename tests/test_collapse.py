@@ -11,10 +11,10 @@ import torch
 from lewm_agent.agent import LeWMAgent
 from lewm_agent.config import preset, replace
 from lewm_agent.data import load_episodes
-from lewm_agent.metrics import effective_rank, embedding_std
+from lewm_agent.metrics import effective_rank, embedding_std, participation_ratio
 from lewm_agent.train import train
 
-STEPS = 150
+STEPS = 300
 
 
 def _embeddings(run_dir, frames):
@@ -36,9 +36,11 @@ def test_sigreg_prevents_collapse(lam, tiny_data, frames, tmp_path):
           replace(p.train, steps=STEPS, batch_size=32, lr=2e-3, warmup_steps=10, val_every=STEPS, ckpt_every=STEPS),
           p.plan, progress=False)
     z = _embeddings(tmp_path, frames)
-    std, rank = embedding_std(z), effective_rank(z)
-    D = p.model.latent_dim
+    std, dim, rank = embedding_std(z), participation_ratio(z), effective_rank(z)
+    # TwoRoom frames have two degrees of freedom (the dot's position), so even a collapsing encoder
+    # keeps ~2 directions; measured (300 steps): lambda 0 -> std 0.02, participation ratio 2.3,
+    # entropy rank 7.5; lambda 0.09 -> std 0.88, participation ratio 5.2, entropy rank 8.7 (of 16).
     if lam == 0.0:
-        assert std < 0.1 and rank < D / 4, (std, rank)  # collapsed
+        assert std < 0.1 and dim < 3.0, (std, dim, rank)  # collapsed: std and effective dimension far down
     else:
-        assert std > 0.5 and rank > D / 2, (std, rank)  # near-unit std, high rank
+        assert std > 0.6 and dim > 4.0 and rank > 8.0, (std, dim, rank)  # near-unit std, high rank
