@@ -48,6 +48,7 @@ SUCCESS_RADIUS = 16 / 224  # arena units (16 px at 224 px)
 BACKGROUND_RGB = (235, 235, 228)
 WALL_RGB = (40, 40, 48)
 AGENT_RGB = (220, 40, 40)
+GLOW_ALPHA = 0.6  # opacity of the glow at the dot's centre
 
 _R = AGENT_RADIUS
 # Configuration space of the centre: box [_LO, _HI]^2 minus two open rectangles (the wall
@@ -161,6 +162,12 @@ def _background(size: int) -> np.ndarray:
     return img
 
 
+@functools.lru_cache(maxsize=8)
+def _floor_mask(size: int) -> np.ndarray:
+    """float32 (size, size, 1): 1 on the floor, 0 on walls."""
+    return np.all(_background(size) == np.array(BACKGROUND_RGB, np.uint8), axis=-1)[..., None].astype(np.float32)
+
+
 class TwoRoomEnv(GoalEnv):
     """Two rooms joined by one door; reach the goal position shown in the goal image.
 
@@ -177,8 +184,19 @@ class TwoRoomEnv(GoalEnv):
         reward_type: str = "dense",
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
+        glow: float = 0.08,
     ) -> None:
+        """``glow``: std (arena units) of a soft halo drawn around the dot on the floor; 0 = bare dot.
+
+        Why a halo: with a bare dot, two frames whose dots do not overlap are equally far apart in
+        pixel space however far apart the dots are (rank correlation of pixel distance with position
+        distance, pairs < 0.3 apart: 0.31); with glow=0.08 it is 0.98. Encoders inherit that
+        geometry early in training; without it the `cpu` preset reached 28% in 10 minutes.
+        """
         super().__init__(image_size, reward_type, terminate_on_success, render_mode)
+        if not 0.0 <= glow <= 0.5:
+            raise ValueError(f"glow must be in [0, 0.5] arena units, got {glow}; 0 draws a bare dot")
+        self.glow = float(glow)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._pos = np.array([0.5, 0.5], np.float32)  # live centre (x, y), arena units
 
@@ -229,6 +247,11 @@ class TwoRoomEnv(GoalEnv):
     def _render_state(self, state: np.ndarray) -> np.ndarray:
         size = self.image_size
         img = _background(size).copy()
+        if self.glow > 0:  # soft halo on the floor (walls stay opaque)
+            centres = (np.arange(size, dtype=np.float32) + 0.5) / size
+            d2 = (centres[None, :] - float(state[0])) ** 2 + (centres[:, None] - float(state[1])) ** 2
+            alpha = (GLOW_ALPHA * np.exp(-d2 / (2 * self.glow**2)))[..., None] * _floor_mask(size)
+            img = np.rint(img * (1.0 - alpha) + np.float32(AGENT_RGB) * alpha).astype(np.uint8)
         # Antialiased disc: coverage = clamp(radius - distance + 0.5, 0, 1) in pixel units,
         # computed only in the disc's bounding box.
         cx, cy, r = float(state[0]) * size, float(state[1]) * size, _R * size

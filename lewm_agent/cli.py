@@ -109,7 +109,8 @@ def cmd_run(args) -> None:
     p.train = replace(p.train, **_parse_overrides(TrainConfig, args.train))
     p.model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
-    result = run_pipeline(p, args.out, env_id=args.env, episodes=args.episodes, seed=args.seed,
+    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else None
+    result = run_pipeline(p, args.out, env_id=args.env, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
                           protocol=_protocol(args), video_episodes=args.video, plan=plan)
     print(_summary(result))
     t = result["timings"]
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
     p.add_argument("--env", default="lewm/TwoRoom-v0")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument("--env-kwargs", default=None, help='JSON dict of env arguments, e.g. \'{"glow": 0.15}\'')
     p.add_argument("--out", default="runs/tworoom-cpu")
     p.add_argument("--episodes", type=int, default=None, help="episodes to collect (default: the preset's)")
     p.add_argument("--steps", type=int, default=None)

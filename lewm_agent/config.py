@@ -218,11 +218,11 @@ def _tiny() -> Preset:
 def _cpu() -> Preset:
     return Preset(
         model=ModelConfig(
-            image_size=64, patch_size=8, enc_width=128, enc_depth=4, enc_heads=4, enc_mlp_dim=256,
+            image_size=64, patch_size=16, enc_width=128, enc_depth=4, enc_heads=4, enc_mlp_dim=256,
             latent_dim=64, projector_hidden=512, pred_width=128, pred_depth=3, pred_heads=4,
             pred_head_dim=32, pred_mlp_dim=512, pred_dropout=0.1, history=1, frameskip=5,
         ),
-        train=TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
+        train=TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
                           log_every=25, val_every=250, ckpt_every=250, cpu_bf16=False),
         plan=PlanConfig(samples=300, iterations=10, elites=30, horizon=5, receding_horizon=5),
         description="64x64 TwoRoom on a 2-core laptop in minutes",
