@@ -184,14 +184,15 @@ class TwoRoomEnv(GoalEnv):
         reward_type: str = "dense",
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
-        glow: float = 0.08,
+        glow: float = 0.2,
     ) -> None:
         """``glow``: std (arena units) of a soft halo drawn around the dot on the floor; 0 = bare dot.
 
         Why a halo: with a bare dot, two frames whose dots do not overlap are equally far apart in
         pixel space however far apart the dots are (rank correlation of pixel distance with position
         distance, pairs < 0.3 apart: 0.31); with glow=0.08 it is 0.98. Encoders inherit that
-        geometry early in training; without it the `cpu` preset reached 28% in 10 minutes.
+        geometry early in training. Measured with the `cpu` preset (10 min of training): bare dot
+        28% success, glow 0.08 -> 52%, 0.15 -> 76%, 0.2 -> 80% (random: 20%).
         """
         super().__init__(image_size, reward_type, terminate_on_success, render_mode)
         if not 0.0 <= glow <= 0.5:

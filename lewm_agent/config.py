@@ -222,7 +222,7 @@ def _cpu() -> Preset:
             latent_dim=64, projector_hidden=512, pred_width=128, pred_depth=3, pred_heads=4,
             pred_head_dim=32, pred_mlp_dim=512, pred_dropout=0.1, history=1, frameskip=5,
         ),
-        train=TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
+        train=TrainConfig(steps=2500, batch_size=128, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
                           log_every=25, val_every=250, ckpt_every=250, cpu_bf16=False),
         plan=PlanConfig(samples=300, iterations=10, elites=30, horizon=5, receding_horizon=5),
         description="64x64 TwoRoom on a 2-core laptop in minutes",

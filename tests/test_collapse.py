@@ -38,9 +38,9 @@ def test_sigreg_prevents_collapse(lam, tiny_data, frames, tmp_path):
     z = _embeddings(tmp_path, frames)
     std, dim, rank = embedding_std(z), participation_ratio(z), effective_rank(z)
     # TwoRoom frames have two degrees of freedom (the dot's position), so even a collapsing encoder
-    # keeps ~2 directions; measured (300 steps): lambda 0 -> std 0.02, participation ratio 2.3,
-    # entropy rank 7.5; lambda 0.09 -> std 0.88, participation ratio 5.2, entropy rank 8.7 (of 16).
+    # keeps ~2 directions; measured (300 steps, 32 px, glow 0.2): lambda 0 -> std 0.18, participation
+    # ratio 1.9, entropy rank 4.5; lambda 0.09 -> std 0.84, participation ratio 4.8, entropy rank 7.8 (of 16).
     if lam == 0.0:
-        assert std < 0.1 and dim < 3.0, (std, dim, rank)  # collapsed: std and effective dimension far down
+        assert std < 0.3 and dim < 2.5 and rank < 5.5, (std, dim, rank)  # collapsed: std and rank far down
     else:
-        assert std > 0.6 and dim > 4.0 and rank > 8.0, (std, dim, rank)  # near-unit std, high rank
+        assert std > 0.6 and dim > 3.5 and rank > 6.5, (std, dim, rank)  # near-unit std, high rank
