@@ -130,6 +130,9 @@ class EvalResult:
     decision_seconds_median: float
     """Median wall-clock of one batched ``act`` call divided by the batch size (s per env decision)."""
     decision_seconds_p95: float
+    decision_seconds_mean: float
+    """Mean over steps; for a planner that replans every k steps this carries the planning cost."""
+    decision_seconds_max: float
     seconds: float
     protocol: dict[str, Any]
     episodes: list[dict[str, Any]] = field(default_factory=list)
@@ -209,6 +212,8 @@ def evaluate(
         mean_steps_to_success=float(reached.mean()) if len(reached) else None,
         decision_seconds_median=float(np.median(decision_times)),
         decision_seconds_p95=float(np.percentile(decision_times, 95)),
+        decision_seconds_mean=float(np.mean(decision_times)),
+        decision_seconds_max=float(np.max(decision_times)),
         seconds=time.perf_counter() - start,
         protocol={**dataclasses.asdict(protocol), **(extra_protocol or {})},
         episodes=[{"episode": p.episode, "row": p.row, "success": bool(s), "steps_to_success": int(st)}
