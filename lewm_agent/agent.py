@@ -240,24 +240,20 @@ class LeWMAgent:
             for i in changed:
                 self._goal_img[i] = goal[i].copy()
 
-        # 2. history: latents at block boundaries (only needed beyond the current frame if history > 1)
+        # 2. history: latents at block boundaries (only needed beyond the current frame if history > 1).
+        # Plans hold receding_horizon * frameskip actions, so replanning always falls on a boundary too.
         at_boundary = self._t % fs == 0
         need_plan = np.array([len(q) == 0 for q in self._queue])
         need_latent = np.flatnonzero(need_plan | (at_boundary & (history > 1)))
         if len(need_latent):
             z = self._encode(pixels[need_latent])
             for j, i in enumerate(need_latent):
-                if at_boundary[i] and self._t[i] > 0 and self._cur_block[i]:
+                if self._t[i] > 0 and self._cur_block[i]:  # the block that led here joins the history
                     self._a_hist[i].append(self._block_tensor(self._cur_block[i]))
                     self._cur_block[i] = []
-                if at_boundary[i] or not self._z_hist[i]:
-                    self._z_hist[i].append(z[j])
-                else:  # replanning off the block grid: the current frame replaces nothing, it is "now"
-                    self._z_hist[i] = [z[j]]
-                    self._a_hist[i] = []
-                    self._cur_block[i] = []
-                self._z_hist[i] = self._z_hist[i][-history:]
-                self._a_hist[i] = self._a_hist[i][-(history - 1):] if history > 1 else []
+                self._z_hist[i].append(z[j])
+                del self._z_hist[i][:-history]  # keep the last `history` latents
+                del self._a_hist[i][: len(self._a_hist[i]) - (history - 1)]  # and the blocks between them
 
         # 3. plan for every env with an empty queue, grouped by context length (one group when in lockstep)
         plan_idx = np.flatnonzero(need_plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 import typing
@@ -83,7 +84,8 @@ def cmd_train(args) -> None:
             tr = replace(tr, **{field: getattr(args, field)})
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
     result = train(args.data, args.out, model, tr, plan, resume=args.resume)
-    print(f"trained {result.steps} steps in {result.seconds:.0f}s; agent at {result.agent_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one line, not one per rank
+            print(f"trained {result.steps} steps in {result.seconds:.0f}s; agent at {result.agent_dir}")
 
 
 def cmd_eval(args) -> None:

@@ -59,6 +59,8 @@ def collect(
     import envs  # the task registry (Gymnasium ids under lewm/)
     from envs.policies import make_policy
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
+
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     if max_steps is not None and max_steps < 1:

@@ -33,13 +33,26 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks. Every rank's loss uses the global sum, so the gradient w.r.t. a rank's input
+    is the sum over ranks of the incoming gradients: all-reduce again on the way back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     """Differentiable all-reduce (sum); identity outside torch.distributed."""
-    if not _distributed():
-        return x
-    from torch.distributed.nn.functional import all_reduce
-
-    return all_reduce(x, op=dist.ReduceOp.SUM)
+    return _AllReduceSum.apply(x) if _distributed() else x
 
 
 class SIGReg(nn.Module):
