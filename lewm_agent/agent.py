@@ -289,10 +289,12 @@ class LeWMAgent:
                 if self._warm[i] is not None:
                     mean[j] = self._warm[i]
 
+        # the context is the same for every sample of an env: expand it once, not once per iteration
+        zc = z_ctx.repeat_interleave(S, dim=0)  # (E*S, c, D)
+        ac = a_ctx.repeat_interleave(S, dim=0) if a_ctx is not None else None  # (E*S, c-1, Ad)
+
         def cost_fn(actions: torch.Tensor) -> torch.Tensor:  # (E, S, H, Ad) -> (E, S)
             flat = actions.reshape(E * S, H, Ad)
-            zc = z_ctx.repeat_interleave(S, dim=0)
-            ac = a_ctx.repeat_interleave(S, dim=0) if a_ctx is not None else None
             with self._autocast():
                 z_pred = self.model.rollout(zc, ac, flat).float()  # (E*S, H, D)
             return latent_goal_cost(z_pred.view(E, S, H, -1), z_goal[:, None], pc.cost)
