@@ -1,4 +1,4 @@
-"""``lewm collect | train | eval | run``: thin wrappers that parse arguments and call the API."""
+"""``lewm collect | train | eval | probe | run``: thin wrappers that parse arguments and call the API."""
 
 from __future__ import annotations
 
@@ -102,6 +102,22 @@ def cmd_eval(args) -> None:
     print(f"wrote {out}")
 
 
+def cmd_probe(args) -> None:
+    import numpy as np
+
+    from .agent import LeWMAgent
+    from .analysis import probe_agent
+    from .data import load_episodes
+
+    agent = LeWMAgent.load(args.agent, device=args.device)
+    episodes = load_episodes(args.data or agent.metadata["data_path"])
+    ids = np.asarray(agent.metadata["val_episodes"]) if args.data is None else np.arange(len(episodes.ep_len))
+    result = probe_agent(agent, episodes, ids)
+    print(f"linear probe of the state from the latents: r = {result['probe_r']:.3f} "
+          f"(per dim {', '.join(f'{r:.3f}' for r in result['probe_r_per_dim'])}); "
+          f"rank correlation of latent vs state distance: {result['distance_rank_corr']:.3f}")
+
+
 def cmd_run(args) -> None:
     from .pipeline import run_pipeline
 
@@ -160,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
     _add_protocol_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("probe", help="linear probe of the physical state from a trained agent's latents")
+    p.add_argument("--agent", required=True)
+    p.add_argument("--data", default=None, help="episode file (default: the agent's validation episodes)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
     p.add_argument("--env", default="lewm/TwoRoom-v0")
