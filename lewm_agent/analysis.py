@@ -35,7 +35,7 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     """
     if episodes.state is None:
         raise ValueError("Probing needs a `state` column in the episode file; recollect with `lewm collect`.")
-    rows = np.concatenate([np.arange(episodes.ep_offset[i], episodes.ep_offset[i] + episodes.ep_len[i]) for i in episode_ids])
+    rows = episodes.rows(episode_ids)
     rng = np.random.default_rng(seed)
     rows = rng.choice(rows, size=min(num_frames, len(rows)), replace=False)
     z = np.concatenate([agent._encode(episodes.pixels[chunk]).cpu().numpy() for chunk in np.array_split(rows, max(1, len(rows) // 256))])

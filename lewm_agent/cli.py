@@ -103,15 +103,12 @@ def cmd_eval(args) -> None:
 
 
 def cmd_probe(args) -> None:
-    import numpy as np
-
     from .agent import LeWMAgent
     from .analysis import probe_agent
-    from .data import load_episodes
+    from .pipeline import held_out_episodes
 
     agent = LeWMAgent.load(args.agent, device=args.device)
-    episodes = load_episodes(args.data or agent.metadata["data_path"])
-    ids = np.asarray(agent.metadata["val_episodes"]) if args.data is None else np.arange(len(episodes.ep_len))
+    episodes, ids, _ = held_out_episodes(agent, args.data)
     result = probe_agent(agent, episodes, ids)
     print(f"linear probe of the state from the latents: r = {result['probe_r']:.3f} "
           f"(per dim {', '.join(f'{r:.3f}' for r in result['probe_r_per_dim'])}); "

@@ -17,16 +17,26 @@ import numpy as np
 
 from .agent import LeWMAgent
 from .config import PlanConfig, Preset, replace
-from .data import DatasetError, collect, load_episodes, validate_episode_file
+from .data import DatasetError, Episodes, collect, load_episodes, validate_episode_file
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
 
-__all__ = ["evaluate_checkpoint", "run_pipeline"]
+__all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline"]
 
 
 def _atomic_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = None) -> tuple[Episodes, np.ndarray, str]:
+    """(episodes, ids, description): the agent's validation episodes of its training file, or every
+    episode of ``data_path`` when given (a separately collected file)."""
+    if data_path is None:
+        episodes = load_episodes(agent.metadata["data_path"])
+        return episodes, np.asarray(agent.metadata["val_episodes"]), "validation episodes of the training file"
+    episodes = load_episodes(data_path)
+    return episodes, np.arange(episodes.num_episodes), "every episode of a separate file"
 
 
 def evaluate_checkpoint(
@@ -54,15 +64,8 @@ def evaluate_checkpoint(
     env_id, env_kwargs = meta.get("env_id"), dict(meta.get("env_kwargs", {}))
     if not env_id:
         raise ValueError(f"Agent {agent_dir} records no env_id; it was not trained from a `lewm collect` file.")
-    if data_path is None:
-        data_path, episode_ids = meta["data_path"], np.asarray(meta["val_episodes"])
-        held_out = "validation episodes of the training file"
-    else:
-        episode_ids = None
-        held_out = "every episode of a separate file"
-    episodes = load_episodes(data_path)
-    if episode_ids is None:
-        episode_ids = np.arange(len(episodes.ep_len))
+    episodes, episode_ids, held_out = held_out_episodes(agent, data_path)
+    data_path = episodes.path
     make_env = lambda: envs.make_env(env_id, **env_kwargs)  # noqa: E731
     probe = make_env()
     pairs = sample_pairs(episodes, episode_ids, protocol, env=probe.unwrapped)

@@ -115,9 +115,8 @@ def train(
     A = episodes.action.shape[1]
     if model_cfg.action_dim != A:
         model_cfg = dataclasses.replace(model_cfg, action_dim=A)
-    train_ids, val_ids = split_episodes(len(episodes.ep_len), train_cfg.val_fraction, train_cfg.split_seed)
-    train_rows = np.concatenate([np.arange(episodes.ep_offset[i], episodes.ep_offset[i] + episodes.ep_len[i]) for i in train_ids])
-    normalizer = ActionNormalizer.from_actions(episodes.action[train_rows])
+    train_ids, val_ids = split_episodes(episodes.num_episodes, train_cfg.val_fraction, train_cfg.split_seed)
+    normalizer = ActionNormalizer.from_actions(episodes.action[episodes.rows(train_ids)])
     train_clips = ClipDataset(episodes, train_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
     val_clips = ClipDataset(episodes, val_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
     attrs = episodes.attrs

@@ -459,6 +459,11 @@ class Episodes:
     def action_dim(self) -> int:
         return int(self.action.shape[1])
 
+    def rows(self, episode_ids: np.ndarray) -> np.ndarray:
+        """int64 row indices (into pixels/action/state) of the given episodes, in order."""
+        ids = np.asarray(episode_ids, dtype=np.int64)
+        return np.concatenate([np.arange(self.ep_offset[i], self.ep_offset[i] + self.ep_len[i]) for i in ids])
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Episode ``i`` as views: ``pixels`` (T, H, W, 3), ``action`` (T, A), ``state`` (T, S) if any."""
         if not -self.num_episodes <= i < self.num_episodes:
