@@ -1,25 +1,73 @@
 """Goal-conditioned pixel tasks for LeWM, registered with Gymnasium under ``lewm/``.
 
 Importing this package registers every task (once), so ``gym.make("lewm/TwoRoom-v0")``
-works; :func:`make_env` is ``gym.make`` with a friendly error for unknown names.
+works; :func:`make_env` is ``gym.make`` with a friendly error for unknown names. Suites other
+than TwoRoom import their simulator only when one of their envs is made (entry points are
+strings), and name the pip extra to install when it is missing.
+
+MuJoCo renders headless through EGL: ``MUJOCO_GL`` defaults to ``egl`` here, which only takes
+effect if this package is imported before ``mujoco``/``dm_control`` (set it yourself otherwise).
 """
 
 from __future__ import annotations
 
-import difflib
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+
+import difflib  # noqa: E402
 from typing import Any
 
-import gymnasium as gym
+import gymnasium as gym  # noqa: E402
 
-from envs.goal import GoalEnv
+from envs.goal import GoalEnv  # noqa: E402
 
-__all__ = ["ENV_IDS", "GoalEnv", "make_env"]
+__all__ = ["ENV_IDS", "GOAL_ENV_IDS", "REWARD_ENV_IDS", "GoalEnv", "make_env"]
+
+DMC_REWARD_TASKS = ("cartpole-swingup", "walker-walk", "cheetah-run", "reacher-easy")
+METAWORLD_TASKS = ("reach-v3", "push-v3", "pick-place-v3")
+OGBENCH_TASKS = {  # lewm id suffix -> OGBench env name
+    "cube-single": "visual-cube-single-v0",
+    "pointmaze-medium": "pointmaze-medium-v0",
+    "antmaze-medium": "visual-antmaze-medium-navigate-v0",
+}
 
 # id -> gymnasium.register keyword arguments (entry points are strings: imported lazily).
-_REGISTRATIONS: dict[str, dict[str, Any]] = {
+_GOAL_REGISTRATIONS: dict[str, dict[str, Any]] = {
     "lewm/TwoRoom-v0": {"entry_point": "envs.tworoom:TwoRoomEnv", "max_episode_steps": 200},
+    "lewm/Reacher-v0": {"entry_point": "envs.dmc:ReacherGoalEnv", "max_episode_steps": 200},
+    **{
+        f"lewm/MetaWorld-{task[:-3]}-v3": {
+            "entry_point": "envs.metaworld:MetaWorldGoalEnv", "max_episode_steps": 200, "kwargs": {"task": task},
+        }
+        for task in METAWORLD_TASKS
+    },
+    **{
+        f"lewm/OGBench-{suffix}-v0": {
+            "entry_point": "envs.ogbench:OGBenchGoalEnv",
+            "max_episode_steps": 500 if "antmaze" in suffix else 200,
+            "kwargs": {"name": name},
+        }
+        for suffix, name in OGBENCH_TASKS.items()
+    },
+    "lewm/PushT-v0": {"entry_point": "envs.pusht:PushTGoalEnv", "max_episode_steps": 300},
 }
-ENV_IDS: tuple[str, ...] = tuple(_REGISTRATIONS)
+# Generic entry points: any MT1 task (`task=`), any OGBench env (`name=`), any DMC task (`task=`).
+_GENERIC_REGISTRATIONS: dict[str, dict[str, Any]] = {
+    "lewm/MetaWorld-v0": {"entry_point": "envs.metaworld:MetaWorldGoalEnv", "max_episode_steps": 200},
+    "lewm/OGBench-v0": {"entry_point": "envs.ogbench:OGBenchGoalEnv", "max_episode_steps": 500},
+    "lewm/DMC-v0": {"entry_point": "envs.dmc:make_dmc_pixels"},
+}
+# Reward-based pixel tasks (DeepMind Control's own reward; no goal image).
+_REWARD_REGISTRATIONS: dict[str, dict[str, Any]] = {
+    f"lewm/DMC-{task}-v0": {"entry_point": "envs.dmc:make_dmc_pixels", "kwargs": {"task": task}}
+    for task in DMC_REWARD_TASKS
+}
+_REGISTRATIONS = {**_GOAL_REGISTRATIONS, **_GENERIC_REGISTRATIONS, **_REWARD_REGISTRATIONS}
+GOAL_ENV_IDS: tuple[str, ...] = tuple(_GOAL_REGISTRATIONS)
+REWARD_ENV_IDS: tuple[str, ...] = tuple(_REWARD_REGISTRATIONS)
+ENV_IDS: tuple[str, ...] = GOAL_ENV_IDS + tuple(_GENERIC_REGISTRATIONS) + REWARD_ENV_IDS
 
 for _env_id, _kwargs in _REGISTRATIONS.items():
     if _env_id not in gym.registry:  # importing twice (or reloading) must not re-register
