@@ -68,7 +68,7 @@ def cmd_collect(args) -> None:
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     env_kwargs.setdefault("image_size", args.image_size)
     info = collect(args.env, args.out, num_episodes=args.episodes, policy=args.policy, seed=args.seed,
-                   env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append)
+                   env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append, workers=args.workers)
     print(f"wrote {info.path}: {info.num_episodes} episodes, {info.num_frames} frames, "
           f"policy success {info.attrs.get('policy_success_rate')}")
 
@@ -126,7 +126,9 @@ def cmd_run(args) -> None:
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else None
     result = run_pipeline(p, args.out, env_id=args.env, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
-                          protocol=_protocol(args), video_episodes=args.video, plan=plan)
+                          policy=args.policy,
+                          protocol=_protocol(args), video_episodes=args.video, plan=plan,
+                          workers=args.workers, max_steps=args.max_steps)
     print(_summary(result))
     t = result["timings"]
     print(f"collect {t['collect_s']:.0f}s, train {t['train_s']:.0f}s, eval {t['eval_s']:.0f}s; results in {args.out}")
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--append", action="store_true", help="add episodes to an existing file")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes collecting in parallel (rendering is the slow part; the file is the same for any N)")
     p.add_argument("--out", required=True, help="episode file to write (e.g. data/tworoom.h5)")
     p.set_defaults(func=cmd_collect)
 
@@ -186,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-kwargs", default=None, help='JSON dict of env arguments, e.g. \'{"glow": 0.15}\'')
     p.add_argument("--out", default="runs/tworoom-cpu")
     p.add_argument("--episodes", type=int, default=None, help="episodes to collect (default: the preset's)")
+    p.add_argument("--policy", default="expert", help="collection policy: expert | random")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on collected episode length")
+    p.add_argument("--workers", type=int, default=1, help="collection processes")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="ModelConfig override, repeatable", **override)

@@ -100,8 +100,14 @@ def run_pipeline(
     video_episodes: int = 4,
     plan: PlanConfig | None = None,
     progress: bool = True,
+    workers: int = 1,
+    max_steps: int | None = None,
 ) -> dict[str, Any]:
-    """Collect (if needed), train (resuming), evaluate and write ``summary.json`` under ``out_dir``."""
+    """Collect (if needed), train (resuming), evaluate and write ``summary.json`` under ``out_dir``.
+
+    ``workers`` collection processes; ``max_steps`` caps each collected episode (None: the
+    env's time limit).
+    """
     from .train import train
 
     out_dir = Path(out_dir)
@@ -115,7 +121,7 @@ def run_pipeline(
         info = validate_episode_file(data_path)
     except DatasetError:
         info = collect(env_id, data_path, num_episodes=episodes or preset.episodes, policy=policy, seed=seed,
-                       env_kwargs=env_kwargs, progress=progress)
+                       env_kwargs=env_kwargs, progress=progress, workers=workers, max_steps=max_steps)
     timings["collect_s"] = time.perf_counter() - tic
 
     tic = time.perf_counter()

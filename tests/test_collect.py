@@ -62,3 +62,18 @@ def test_collect_is_deterministic_and_appends(tmp_path, collected):
                    env_kwargs={"image_size": 16}, max_steps=5, append=True, progress=False)
     assert info.num_episodes == 3 and info.attrs["policy"] == "expert,random"
     assert load_episodes(again).ep_len[-1] == 6
+
+
+def test_parallel_workers_write_the_same_file_as_one_process(tmp_path):
+    kwargs = dict(num_episodes=3, seed=5, env_kwargs={"image_size": 16}, max_steps=20, progress=False)
+    one = collect("lewm/TwoRoom-v0", tmp_path / "one.h5", **kwargs)
+    two = collect("lewm/TwoRoom-v0", tmp_path / "two.h5", workers=2, **kwargs)
+    a, b = load_episodes(one.path), load_episodes(two.path)
+    np.testing.assert_array_equal(a.ep_len, b.ep_len)
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    np.testing.assert_array_equal(a.action, b.action)
+    np.testing.assert_array_equal(a.state, b.state)
+    assert a.attrs["policy_success_rate"] == b.attrs["policy_success_rate"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.h5", "two.h5"]  # no shard left behind
+    with pytest.raises(ValueError, match="workers"):
+        collect("lewm/TwoRoom-v0", tmp_path / "bad.h5", workers=0, **kwargs)

@@ -1,18 +1,95 @@
-"""Roll a data-collection policy in a Gymnasium task and write the episodes to an HDF5 file."""
+"""Roll a data-collection policy in a Gymnasium task and write the episodes to an HDF5 file.
+
+Episodes can be collected by several processes (``workers``): each worker writes its share of
+the episodes to a temporary shard file next to the output, and the shards are merged in
+episode order into one atomically written file. Episode ``i`` depends only on ``(seed, i)``
+(the env is reset with ``seed + i`` and the policy is built with seed ``seed + i``), so the
+file is the same whatever the number of workers.
+"""
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
 from lewm_agent.data.dataset import DatasetError, EpisodeFileInfo, EpisodeWriter, validate_episode_file
 
 __all__ = ["collect"]
+
+
+@dataclass
+class _Episode:
+    pixels: np.ndarray  # uint8 (T+1, H, W, 3)
+    action: np.ndarray  # float32 (T+1, A); NaN on the last row
+    state: np.ndarray | None  # float32 (T+1, S) or None
+    success: bool  # info["is_success"] held after some step
+    episode_return: float  # sum of rewards
+
+
+def _pixels_of(obs: Any) -> np.ndarray:
+    """The frame of an observation: ``obs["pixels"]`` for goal tasks, ``obs`` for pixel-only tasks."""
+    return np.asarray(obs["pixels"] if isinstance(obs, dict) else obs)
+
+
+def _rollout(env, policy_name: str, seed: int, max_steps: int | None, low: np.ndarray, high: np.ndarray) -> _Episode:
+    """One episode of ``policy_name`` from ``env.reset(seed=seed)``."""
+    from envs.policies import make_policy
+
+    actor = make_policy(policy_name, env, seed=seed)
+    obs, info = env.reset(seed=seed)
+    actor.reset(obs, info)
+    pixels, actions, states = [_pixels_of(obs)], [], [info.get("state")]
+    success, total = False, 0.0
+    while True:
+        action = np.clip(np.asarray(actor(obs, info), np.float32), low, high)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        pixels.append(_pixels_of(obs))
+        states.append(info.get("state"))
+        success |= bool(info.get("is_success", False))
+        total += float(reward)
+        if terminated or truncated or (max_steps is not None and len(actions) >= max_steps):
+            break
+    actions.append(np.full_like(actions[0], np.nan))  # no action after the last frame
+    state = None if any(s is None for s in states) else np.stack(states).astype(np.float32)
+    return _Episode(np.stack(pixels), np.stack(actions), state, success, total)
+
+
+def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
+    """Worker: collect episodes ``job["first"]`` .. ``job["last"] - 1`` into the shard ``job["path"]``."""
+    import envs  # registers the tasks (and sets MUJOCO_GL) in this process
+
+    env = envs.make_env(job["env_id"], **job["env_kwargs"])
+    successes, returns = [], []
+    try:
+        with EpisodeWriter(job["path"], attrs=job["attrs"]) as writer:
+            for i in range(job["first"], job["last"]):
+                ep = _rollout(env, job["policy"], job["seed"] + i, job["max_steps"], job["low"], job["high"])
+                writer.add_episode(ep.pixels, ep.action, ep.state)
+                successes.append(ep.success)
+                returns.append(ep.episode_return)
+                if job.get("queue") is not None:
+                    job["queue"].put(1)
+    finally:
+        env.close()
+    return successes, returns
+
+
+def _copy_shard(shard: Path, writer: EpisodeWriter) -> None:
+    """Append every episode of ``shard`` to ``writer``, one episode in memory at a time."""
+    with h5py.File(shard, "r") as f:
+        has_state = "state" in f
+        for offset, length in zip(f["ep_offset"][()], f["ep_len"][()]):
+            rows = slice(int(offset), int(offset + length))
+            writer.add_episode(f["pixels"][rows], f["action"][rows], f["state"][rows] if has_state else None)
 
 
 def collect(
@@ -26,18 +103,22 @@ def collect(
     max_steps: int | None = None,
     append: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> EpisodeFileInfo:
     """Collect ``num_episodes`` episodes of ``policy`` in ``env_id`` into the episode file ``path``.
 
-    Episode i is reset with ``seed + i`` and runs until terminated or truncated (the env's
-    ``TimeLimit``), or after ``max_steps`` actions. Row t of an episode holds the observation
-    ``o_t`` (``obs["pixels"]``), the action ``a_t`` taken from it (clipped to the action space,
-    i.e. what the env applied) and ``info["state"]``; the final observation gets a NaN action,
-    so an episode of k actions has k + 1 rows. Written atomically (see :class:`EpisodeWriter`).
+    Episode i is reset with ``seed + i`` (its policy is built with seed ``seed + i``) and runs
+    until terminated or truncated (the env's ``TimeLimit``), or after ``max_steps`` actions.
+    Row t of an episode holds the observation ``o_t`` (``obs["pixels"]``, or ``obs`` itself for
+    pixel-only tasks), the action ``a_t`` taken from it (clipped to the action space, i.e.
+    what the env applied) and ``info["state"]`` when the env reports it; the final observation
+    gets a NaN action, so an episode of k actions has k + 1 rows. Written atomically (see
+    :class:`EpisodeWriter`).
 
     File attributes: ``env_id``, ``env_kwargs`` (JSON), ``image_size``, ``action_low``,
     ``action_high``, ``policy``, ``seed``, ``max_steps``, ``policy_success_rate`` (fraction of
-    episodes in which ``info["is_success"]`` held after some step) and ``policy_successes``.
+    episodes in which ``info["is_success"]`` held after some step), ``policy_successes`` and
+    ``policy_mean_return`` (mean sum of rewards per episode, of this call).
     When appending, ``policy`` lists every policy used (comma-separated) and the success
     statistics cover the whole file; ``seed``/``max_steps`` are those of the latest call.
 
@@ -52,6 +133,7 @@ def collect(
         append: add to an existing file instead of replacing it (use a different ``seed``
             to get different episodes).
         progress: show a tqdm bar over episodes.
+        workers: processes collecting in parallel (>= 1); the file does not depend on it.
 
     Returns:
         :func:`validate_episode_file` of the written file.
@@ -59,68 +141,114 @@ def collect(
     import envs  # the task registry (Gymnasium ids under lewm/)
     from envs.policies import make_policy
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
-
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    workers = min(workers, num_episodes)
     env_kwargs = dict(env_kwargs or {})
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
 
     env = envs.make_env(env_id, **env_kwargs)
     try:
-        actor = make_policy(policy, env, seed=seed)
+        make_policy(policy, env, seed=seed)  # fail fast on an unknown policy, before any worker starts
         space = env.action_space
         low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
-        image_size = int(env.observation_space["pixels"].shape[0])
-
-        prev_episodes, prev_successes, policies = 0, 0, policy
-        if append and path.exists():
-            old = validate_episode_file(path)
-            prev_episodes = old.num_episodes
-            prev_successes = int(old.attrs.get("policy_successes", 0))
-            old_policies = str(old.attrs.get("policy", "")).split(",")
-            policies = ",".join(old_policies + [policy] if policy not in old_policies else old_policies)
-        attrs = {
-            "env_id": env_id,
-            "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
-            "image_size": image_size,
-            "action_low": low,
-            "action_high": high,
-            "policy": policies,
-            "seed": int(seed),
-            "max_steps": -1 if max_steps is None else int(max_steps),
-        }
-        successes = 0
-        with EpisodeWriter(path, attrs=attrs, append=append) as writer:
-            bar = tqdm(range(num_episodes), desc=f"collect {env_id}", unit="ep", disable=not progress)
-            for i in bar:
-                obs, info = env.reset(seed=seed + i)
-                actor.reset(obs, info)
-                pixels, actions, states = [obs["pixels"]], [], [info["state"]]
-                success = False
-                while True:
-                    action = np.clip(np.asarray(actor(obs, info), np.float32), low, high)
-                    obs, _, terminated, truncated, info = env.step(action)
-                    actions.append(action)
-                    pixels.append(obs["pixels"])
-                    states.append(info["state"])
-                    success |= bool(info["is_success"])
-                    if terminated or truncated or (max_steps is not None and len(actions) >= max_steps):
-                        break
-                actions.append(np.full_like(actions[0], np.nan))  # no action after the last frame
-                writer.add_episode(np.stack(pixels), np.stack(actions), np.stack(states).astype(np.float32))
-                successes += success
-                bar.set_postfix(success=f"{successes / (i + 1):.2f}", frames=writer.num_frames)
-            total_successes = prev_successes + successes
-            writer.update_attrs({
-                "policy_successes": total_successes,
-                "policy_success_rate": total_successes / (prev_episodes + num_episodes),
-            })
+        pixel_space = env.observation_space["pixels"] if hasattr(env.observation_space, "spaces") else env.observation_space
+        image_size = int(pixel_space.shape[0])
+        if workers == 1:
+            local_env, env = env, None  # the main process collects with this env
     finally:
-        env.close()
+        if env is not None:
+            env.close()
+
+    prev_episodes, prev_successes, policies = 0, 0, policy
+    if append and path.exists():
+        old = validate_episode_file(path)
+        prev_episodes = old.num_episodes
+        prev_successes = int(old.attrs.get("policy_successes", 0))
+        old_policies = str(old.attrs.get("policy", "")).split(",")
+        policies = ",".join(old_policies + [policy] if policy not in old_policies else old_policies)
+    attrs = {
+        "env_id": env_id,
+        "env_kwargs": json.dumps(env_kwargs, sort_keys=True),
+        "image_size": image_size,
+        "action_low": low,
+        "action_high": high,
+        "policy": policies,
+        "seed": int(seed),
+        "max_steps": -1 if max_steps is None else int(max_steps),
+    }
+    bar = tqdm(total=num_episodes, desc=f"collect {env_id}", unit="ep", disable=not progress)
+    with EpisodeWriter(path, attrs=attrs, append=append) as writer:
+        if workers == 1:
+            successes, returns = [], []
+            try:
+                for i in range(num_episodes):
+                    ep = _rollout(local_env, policy, seed + i, max_steps, low, high)
+                    writer.add_episode(ep.pixels, ep.action, ep.state)
+                    successes.append(ep.success)
+                    returns.append(ep.episode_return)
+                    bar.update(1)
+                    bar.set_postfix(success=f"{np.mean(successes):.2f}", frames=writer.num_frames)
+            finally:
+                local_env.close()
+        else:
+            successes, returns = _collect_in_workers(
+                writer, path, env_id, env_kwargs, policy, seed, max_steps, low, high, attrs, num_episodes, workers, bar)
+        bar.close()
+        total_successes = prev_successes + int(np.sum(successes))
+        writer.update_attrs({
+            "policy_successes": total_successes,
+            "policy_success_rate": total_successes / (prev_episodes + num_episodes),
+            "policy_mean_return": float(np.mean(returns)),
+        })
     info_out = validate_episode_file(path)
     if info_out.num_episodes != prev_episodes + num_episodes:  # pragma: no cover (defensive)
         raise DatasetError(f"{path}: expected {prev_episodes + num_episodes} episodes, found {info_out.num_episodes}")
     return info_out
+
+
+def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwargs: dict[str, Any], policy: str,
+                        seed: int, max_steps: int | None, low: np.ndarray, high: np.ndarray, attrs: dict[str, Any],
+                        num_episodes: int, workers: int, bar: tqdm) -> tuple[list[bool], list[float]]:
+    """Collect in ``workers`` spawned processes (contiguous episode ranges), then merge in order.
+
+    Spawned, not forked: a forked child would share the parent's OpenGL/EGL state.
+    Shards are ``<path>.shard-<pid>-<k>`` files, deleted afterwards whatever happens.
+    """
+    bounds = np.linspace(0, num_episodes, workers + 1).round().astype(int)
+    shards = [path.with_name(f"{path.name}.shard-{os.getpid()}-{k}") for k in range(workers)]
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    queue = manager.Queue()
+    jobs = [
+        {"env_id": env_id, "env_kwargs": env_kwargs, "policy": policy, "seed": seed, "max_steps": max_steps,
+         "low": low, "high": high, "attrs": attrs, "first": int(bounds[k]), "last": int(bounds[k + 1]),
+         "path": str(shards[k]), "queue": queue}
+        for k in range(workers)
+    ]
+    try:
+        with ctx.Pool(workers) as pool:
+            pending = pool.map_async(_collect_shard, jobs)
+            done = 0
+            while done < num_episodes and not (pending.ready() and queue.empty()):
+                try:
+                    queue.get(timeout=0.5)
+                except Exception:  # queue.Empty from the manager proxy
+                    continue
+                done += 1
+                bar.update(1)
+            results = pending.get()  # re-raises a worker's exception here
+        successes = [s for r in results for s in r[0]]
+        returns = [x for r in results for x in r[1]]
+        for shard in tqdm(shards, desc="merge shards", unit="shard", disable=bar.disable, leave=False):
+            _copy_shard(shard, writer)
+        return successes, returns
+    finally:
+        manager.shutdown()
+        for shard in shards:
+            shard.unlink(missing_ok=True)
