@@ -1,0 +1,105 @@
+"""DeepMind Control tasks: the goal-reaching Reacher and the reward-based pixel wrappers."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs
+from envs.dmc import REACHER_SUCCESS_RAD, ReacherGoalEnv, wrap_angle
+from envs.policies import ReacherExpert, make_policy
+
+
+@pytest.fixture(scope="module")
+def reacher():
+    env = ReacherGoalEnv(image_size=32)
+    yield env
+    env.close()
+
+
+def test_wrap_angle():
+    np.testing.assert_allclose(wrap_angle([0.0, np.pi + 0.1, -np.pi - 0.1, 4 * np.pi + 0.2]), [0.0, -np.pi + 0.1, np.pi - 0.1, 0.2], atol=1e-9)
+
+
+def test_reacher_success_is_every_joint_within_tolerance_with_the_shoulder_wrapped(reacher):
+    goal = np.array([3.1, 0.5, 0.0, 0.0], np.float32)
+    inside = 0.8 * REACHER_SUCCESS_RAD
+    cases = [
+        ([3.1 + inside, 0.5 - inside, 0.0, 0.0], True),
+        ([3.1 - 2 * np.pi + inside, 0.5, 0.0, 0.0], True),  # the shoulder turns freely: wrapped
+        ([3.1, 0.5 + 1.5 * REACHER_SUCCESS_RAD, 0.0, 0.0], False),  # one joint out is a failure
+        ([3.1 + 1.5 * REACHER_SUCCESS_RAD, 0.5, 0.0, 0.0], False),
+        ([3.1, 0.5, 5.0, -5.0], True),  # velocity does not matter
+    ]
+    for state, success in cases:
+        _, info = reacher.reset(options={"state": np.float32(state), "goal_state": goal})
+        assert info["is_success"] is success, state
+
+
+def test_reacher_target_sphere_is_hidden_so_the_goal_comes_from_the_goal_image(reacher):
+    model = reacher._physics.model
+    assert model.geom_rgba[model.name2id("target", "geom")][3] == 0.0
+
+
+def test_reacher_rejects_wrist_angles_beyond_the_joint_limit(reacher):
+    with pytest.raises(ValueError, match="wrist"):
+        reacher.reset(options={"state": [0.0, 3.0, 0.0, 0.0]})
+
+
+def test_reacher_torque_moves_the_arm_the_right_way(reacher):
+    reacher.reset(options={"state": [0.0, 0.0, 0.0, 0.0], "goal_state": [1.0, 0.0, 0.0, 0.0]})
+    for _ in range(10):
+        *_, info = reacher.step(np.array([1.0, 0.0], np.float32))
+    assert info["state"][0] > 0.05 and info["state"][2] > 0.0  # positive shoulder torque: angle up
+
+
+def test_reacher_expert_reaches_goals_and_random_does_not():
+    env = envs.make_env("lewm/Reacher-v0", image_size=16)
+    try:
+        rates = {}
+        for name in ("expert", "random"):
+            wins = 0
+            for ep in range(6):
+                policy = make_policy(name, env, seed=ep)
+                obs, info = env.reset(seed=ep)
+                policy.reset(obs, info)
+                for _ in range(150):
+                    obs, _, terminated, truncated, info = env.step(policy(obs, info))
+                    if terminated or truncated:
+                        break
+                wins += info["is_success"]
+            rates[name] = wins / 6
+        assert rates["expert"] >= 5 / 6 and rates["random"] <= 1 / 6, rates
+        assert isinstance(make_policy("expert", env), ReacherExpert)
+    finally:
+        env.close()
+
+
+def test_dmc_pixel_task_observes_frames_and_repeats_actions():
+    env = envs.make_env("lewm/DMC-cartpole-swingup-v0", image_size=32, action_repeat=3)
+    single = envs.make_env("lewm/DMC-cartpole-swingup-v0", image_size=32, action_repeat=1)
+    try:
+        assert env.observation_space == gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+        obs, info = env.reset(seed=0)
+        single.reset(seed=0)
+        assert obs.dtype == np.uint8 and obs.shape == (32, 32, 3) and obs.std() > 2.0
+        assert info["state"].dtype == np.float32 and info["state"].ndim == 1
+        action = np.ones(env.action_space.shape, np.float32)
+        obs3, reward3, *_, info3 = env.step(action)
+        rewards = [single.step(action)[1] for _ in range(3)]
+        assert reward3 == pytest.approx(sum(rewards))  # the suite's reward, summed over the repeats
+        np.testing.assert_allclose(info3["state"], single.unwrapped._env.physics.get_state(), atol=1e-6)
+        assert not np.array_equal(obs3, obs)
+    finally:
+        env.close()
+        single.close()
+
+
+def test_dmc_generic_id_needs_a_known_task():
+    with pytest.raises(ValueError, match="task"):
+        envs.make_env("lewm/DMC-v0")
+    with pytest.raises(ValueError, match="unknown DeepMind Control task"):
+        envs.make_env("lewm/DMC-v0", task="walker-fly")
+    with pytest.raises(ValueError, match="action repeat"):
+        envs.make_env("lewm/DMC-v0", task="walker-walk", action_repeat=0)
