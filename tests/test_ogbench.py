@@ -6,11 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("ogbench")
-
-import envs  # noqa: E402,F401  (registers lewm/ ids, sets MUJOCO_GL)
-from envs.ogbench import CUBE_TOLERANCE, OGBenchGoalEnv, _resolve  # noqa: E402
-from envs.policies import OGBenchCubeExpert, OGBenchMazeExpert, make_policy  # noqa: E402
+import envs  # noqa: F401  (registers lewm/ ids, sets MUJOCO_GL)
+from envs.ogbench import CUBE_TOLERANCE, OGBenchGoalEnv, _resolve
+from envs.policies import OGBenchCubeExpert, OGBenchMazeExpert, make_policy
 
 SIZE = 32
 

@@ -6,11 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("gym_pusht")
-
-import envs  # noqa: E402,F401  (registers lewm/PushT-v0)
-from envs.policies import PushTExpert, make_policy  # noqa: E402
-from envs.pusht import (  # noqa: E402
+import envs  # noqa: F401  (registers lewm/PushT-v0)
+from envs.policies import PushTExpert, make_policy
+from envs.pusht import (
     AGENT_RADIUS,
     ANGLE_WEIGHT,
     GOAL_POSE,
