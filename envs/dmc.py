@@ -21,17 +21,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.goal import ActionRepeat, GoalEnv, fast_render_model, require
+from envs.goal import ActionRepeat, GoalEnv, fast_render_model, require, wrap_angle
 
-__all__ = ["REACHER_SUCCESS_RAD", "ReacherGoalEnv", "DMCPixels", "make_dmc_pixels", "wrap_angle"]
+__all__ = ["REACHER_SUCCESS_RAD", "ReacherGoalEnv", "DMCPixels", "make_dmc_pixels"]
 
 REACHER_SUCCESS_RAD = 0.05  # every joint within this many radians of the goal angles
 _WRIST_LIMIT = 2.7925268  # rad (160 degrees): the wrist hinge's range in reacher.xml
-
-
-def wrap_angle(angle: np.ndarray) -> np.ndarray:
-    """Angles (rad) wrapped to [-pi, pi)."""
-    return (np.asarray(angle, np.float64) + np.pi) % (2.0 * np.pi) - np.pi
 
 
 def _shimmy_env(task: str, image_size: int, camera_id: int) -> gym.Env:

@@ -18,10 +18,12 @@ A :class:`GoalEnv` is a state-driven pixel goal-reaching task:
 A suite subclasses :class:`GoalEnv`, sets ``action_space`` and ``state_dim`` and implements the
 ``_``-prefixed hooks below; ``reset``/``step``/``render`` are written once, here. Rendering a
 state that is not the live one (the goal image) is written once too: ``_render_state`` saves the
-live state, sets the requested one, calls the suite's ``_render_live`` and restores.
+live state, sets the requested one, calls the suite's ``_render_live`` and restores. The frame of
+the live state (every reset and step) always comes from ``_render_live``, with no save/restore.
 
 Shared helpers for the MuJoCo suites live here as well: :func:`fast_render_model` (shadows and
-reflections off, 3-5x faster renders) and :class:`ActionRepeat`.
+reflections off, 3-5x faster renders) and :class:`ActionRepeat`; and :func:`wrap_angle` for the
+suites with angles in their state.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["ActionRepeat", "GoalEnv", "REWARD_TYPES", "fast_render_model", "require"]
+__all__ = ["ActionRepeat", "GoalEnv", "REWARD_TYPES", "fast_render_model", "require", "wrap_angle"]
 
 REWARD_TYPES = ("dense", "sparse")
 _RESET_OPTION_KEYS = ("state", "goal_state", "task_id")
@@ -77,6 +79,9 @@ class GoalEnv(gym.Env, abc.ABC):
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
+        cls = type(self)
+        if cls._render_live is GoalEnv._render_live and cls._render_state is GoalEnv._render_state:
+            raise TypeError(f"{cls.__name__} must implement _render_live or _render_state (see envs.goal.GoalEnv)")
         self.image_size = int(image_size)
         self.reward_type = reward_type
         self.terminate_on_success = bool(terminate_on_success)
@@ -115,10 +120,10 @@ class GoalEnv(gym.Env, abc.ABC):
     def _render_live(self) -> np.ndarray:
         """The uint8 (H, W, 3) image of the live physical state.
 
-        Suites either implement this (and get :meth:`_render_state` for free) or override
-        :meth:`_render_state` directly.
+        Suites implement this (and get :meth:`_render_state` for free), or :meth:`_render_state`
+        (and get this default, which renders ``_get_state()``), or both.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement _render_live or _render_state")
+        return self._render_state(self._get_state())
 
     def _render_state(self, state: np.ndarray) -> np.ndarray:
         """The uint8 (H, W, 3) image the agent would see in ``state``; live state unchanged.
@@ -204,7 +209,7 @@ class GoalEnv(gym.Env, abc.ABC):
             goal = self._check_state(self._sample_goal_state(self.np_random, state), "sampled goal_state")
         self.goal_state = goal
         self._goal_pixels = self._render_state(goal)
-        self._pixels = self._render_state(state)
+        self._pixels = self._render_live()
         return self._obs(), self._info(state)
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -218,7 +223,7 @@ class GoalEnv(gym.Env, abc.ABC):
             raise RuntimeError(f"{type(self).__name__}.step() called before reset(); call env.reset() first")
         self._apply_action(self._check_action(action))
         state = self._get_state()
-        self._pixels = self._render_state(state)
+        self._pixels = self._render_live()
         info = self._info(state)
         if self.reward_type == "dense":
             reward = -info["distance"]
@@ -334,3 +339,8 @@ def require(module: str, extra: str) -> ModuleType:
             f"{module!r} is needed for this task but could not be imported ({err}). Install it with "
             f"`pip install -c constraints.txt -e \".[{extra}]\"` (or `.[envs]` for every suite)."
         ) from err
+
+
+def wrap_angle(angle: Any) -> np.ndarray:
+    """Angles (rad, scalar or array) wrapped to [-pi, pi), as float64."""
+    return (np.asarray(angle, np.float64) + np.pi) % (2.0 * np.pi) - np.pi

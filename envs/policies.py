@@ -17,8 +17,8 @@ import gymnasium as gym
 import numpy as np
 
 from envs import pusht
-from envs.dmc import ReacherGoalEnv, wrap_angle
-from envs.goal import require
+from envs.dmc import ReacherGoalEnv
+from envs.goal import require, wrap_angle
 from envs.metaworld import REACH_TASKS, MetaWorldGoalEnv
 from envs.ogbench import OGBenchGoalEnv
 from envs.tworoom import DOOR_CENTER, MAX_SPEED, TwoRoomEnv
@@ -271,7 +271,7 @@ class PushTExpert:
             return self._act(before[i])
         cog = rot @ self._cog + pose[:2]
         at, to = np.arctan2(*(agent - cog)[::-1]), np.arctan2(*(before[i] - cog)[::-1])
-        turn = float(pusht.wrap_angle(to - at))
+        turn = float(wrap_angle(to - at))
         heading = at + np.sign(turn) * min(abs(turn), np.pi / 4)
         waypoint = cog + self.ring * np.array([np.cos(heading), np.sin(heading)])
         if not self._path_clear(agent, waypoint, pose, pusht.AGENT_RADIUS + 1.0):

@@ -52,7 +52,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.goal import GoalEnv, require  # noqa: E402
+from envs.goal import GoalEnv, require, wrap_angle  # noqa: E402
 
 __all__ = [
     "PushTGoalEnv",
@@ -66,7 +66,6 @@ __all__ = [
     "ANGLE_WEIGHT",
     "t_contact_points",
     "t_overlaps_disc",
-    "wrap_angle",
 ]
 
 STATE_DIM = 10
@@ -86,11 +85,6 @@ ANGLE_WEIGHT = 180.0 / np.pi  # world units per radian in the distance (1 unit p
 # through a wall (the kinematic agent can do that); anything farther is a units/layout mistake.
 _POS_MARGIN = 160.0
 _TWO_PI = 2.0 * np.pi
-
-
-def wrap_angle(angle: float | np.ndarray) -> float | np.ndarray:
-    """``angle`` (radians) wrapped to [-pi, pi)."""
-    return (np.asarray(angle) + np.pi) % _TWO_PI - np.pi
 
 
 def _angle_f32(angle: float) -> np.float32:
@@ -251,11 +245,6 @@ class PushTGoalEnv(GoalEnv):
             agent.velocity += acceleration * sim.dt
             sim.space.step(sim.dt)
         self._set_state(self._get_state())  # round to float32 and drop the contact cache
-
-    def _render_state(self, state: np.ndarray) -> np.ndarray:
-        if np.array_equal(state, self._get_state()):  # the live frame (every step): no set/restore
-            return self._render_live()
-        return super()._render_state(state)
 
     def _render_live(self) -> np.ndarray:
         pygame, canvas = self._pygame, self._canvas

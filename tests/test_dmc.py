@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import envs
-from envs.dmc import REACHER_SUCCESS_RAD, ReacherGoalEnv, wrap_angle
+from envs.dmc import REACHER_SUCCESS_RAD, ReacherGoalEnv
+from envs.goal import wrap_angle
 from envs.policies import ReacherExpert, make_policy
 
 

@@ -63,24 +63,33 @@ def _rollout(env, policy_name: str, seed: int, max_steps: int | None, low: np.nd
     return _Episode(np.stack(pixels), np.stack(actions), state, success, total)
 
 
+def _write_episodes(env, writer: EpisodeWriter, episodes: range, policy: str, seed: int, max_steps: int | None,
+                    low: np.ndarray, high: np.ndarray, on_episode) -> tuple[list[bool], list[float]]:
+    """Roll episodes ``episodes`` (episode i from seed ``seed + i``) into ``writer``.
+
+    ``on_episode(successes)`` is called after each episode. Returns (successes, returns).
+    """
+    successes, returns = [], []
+    for i in episodes:
+        ep = _rollout(env, policy, seed + i, max_steps, low, high)
+        writer.add_episode(ep.pixels, ep.action, ep.state)
+        successes.append(ep.success)
+        returns.append(ep.episode_return)
+        on_episode(successes)
+    return successes, returns
+
+
 def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
     """Worker: collect episodes ``job["first"]`` .. ``job["last"] - 1`` into the shard ``job["path"]``."""
     import envs  # registers the tasks (and sets MUJOCO_GL) in this process
 
     env = envs.make_env(job["env_id"], **job["env_kwargs"])
-    successes, returns = [], []
     try:
         with EpisodeWriter(job["path"], attrs=job["attrs"]) as writer:
-            for i in range(job["first"], job["last"]):
-                ep = _rollout(env, job["policy"], job["seed"] + i, job["max_steps"], job["low"], job["high"])
-                writer.add_episode(ep.pixels, ep.action, ep.state)
-                successes.append(ep.success)
-                returns.append(ep.episode_return)
-                if job.get("queue") is not None:
-                    job["queue"].put(1)
+            return _write_episodes(env, writer, range(job["first"], job["last"]), job["policy"], job["seed"],
+                                   job["max_steps"], job["low"], job["high"], lambda _: job["queue"].put(1))
     finally:
         env.close()
-    return successes, returns
 
 
 def _copy_shard(shard: Path, writer: EpisodeWriter) -> None:
@@ -139,7 +148,6 @@ def collect(
         :func:`validate_episode_file` of the written file.
     """
     import envs  # the task registry (Gymnasium ids under lewm/)
-    from envs.policies import make_policy
 
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
@@ -152,18 +160,24 @@ def collect(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
 
-    env = envs.make_env(env_id, **env_kwargs)
+    env = envs.make_env(env_id, **env_kwargs)  # collects when workers == 1; else only read
     try:
-        make_policy(policy, env, seed=seed)  # fail fast on an unknown policy, before any worker starts
-        space = env.action_space
-        low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
-        pixel_space = env.observation_space["pixels"] if hasattr(env.observation_space, "spaces") else env.observation_space
-        image_size = int(pixel_space.shape[0])
-        if workers == 1:
-            local_env, env = env, None  # the main process collects with this env
+        return _collect_with(env, path, env_id, env_kwargs, num_episodes, policy, seed, max_steps, append, progress,
+                             workers)
     finally:
-        if env is not None:
-            env.close()
+        env.close()
+
+
+def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_episodes: int, policy: str, seed: int,
+                  max_steps: int | None, append: bool, progress: bool, workers: int) -> EpisodeFileInfo:
+    """:func:`collect` once the arguments are checked and ``env`` is made."""
+    from envs.policies import make_policy
+
+    make_policy(policy, env, seed=seed)  # fail fast on an unknown policy, before any worker starts
+    space = env.action_space
+    low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+    pixel_space = env.observation_space["pixels"] if hasattr(env.observation_space, "spaces") else env.observation_space
+    image_size = int(pixel_space.shape[0])
 
     prev_episodes, prev_successes, policies = 0, 0, policy
     if append and path.exists():
@@ -185,17 +199,12 @@ def collect(
     bar = tqdm(total=num_episodes, desc=f"collect {env_id}", unit="ep", disable=not progress)
     with EpisodeWriter(path, attrs=attrs, append=append) as writer:
         if workers == 1:
-            successes, returns = [], []
-            try:
-                for i in range(num_episodes):
-                    ep = _rollout(local_env, policy, seed + i, max_steps, low, high)
-                    writer.add_episode(ep.pixels, ep.action, ep.state)
-                    successes.append(ep.success)
-                    returns.append(ep.episode_return)
-                    bar.update(1)
-                    bar.set_postfix(success=f"{np.mean(successes):.2f}", frames=writer.num_frames)
-            finally:
-                local_env.close()
+            def on_episode(successes: list[bool]) -> None:
+                bar.update(1)
+                bar.set_postfix(success=f"{np.mean(successes):.2f}", frames=writer.num_frames)
+
+            successes, returns = _write_episodes(env, writer, range(num_episodes), policy, seed, max_steps, low, high,
+                                                 on_episode)
         else:
             successes, returns = _collect_in_workers(
                 writer, path, env_id, env_kwargs, policy, seed, max_steps, low, high, attrs, num_episodes, workers, bar)
