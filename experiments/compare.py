@@ -1,80 +1,337 @@
-"""The main job: LeWM beside baselines on the same start/goal pairs, under one protocol.
+"""The main job: LeWM beside Stable-Baselines3, DreamerV3, random and the scripted expert, on the
+same tasks, the same seeded start/goal pairs and the same success test.
 
-    python experiments/compare.py                 # `quick`: TwoRoom, the cpu preset, ~15 min on 2 cores
-    python experiments/compare.py --preset smoke  # a 1-minute end-to-end check
+    python experiments/compare.py                         # `quick`: TwoRoom, every installed method, ~20 min on 2 cores
+    python experiments/compare.py --preset smoke          # end to end in about 2 minutes (what the tests run)
+    python experiments/compare.py --preset full --device cuda           # the GPU comparison (hours)
+    python experiments/compare.py --tasks TwoRoom,Reacher --methods lewm,sb3-ppo --set sb3-ppo.timesteps=100000
 
-This version compares LeWM (collect -> train -> latent CEM-MPC) with the random policy and the
-task's scripted collection expert (whose own success rate is measured while collecting); the
-SB3 and Dreamer-style baselines plug into the same evaluation (issue "experiments/compare.py").
-Outputs under results/<run-name>/: results.json, results.md, videos/, tb/ (TensorBoard), the
-episode file and the agent. Rerunning resumes: finished stages are skipped.
+For each task: collect an offline dataset with the task's collection policy (LeWM trains on its
+training split), and draw the evaluation pairs from its held-out episodes (start state, and the
+state ``goal_offset`` steps later as the goal image). Then each (task, method) cell trains the
+method, runs it through :func:`lewm_agent.evaluation.evaluate` on those pairs, and is saved as it
+finishes. Rerunning skips finished cells (same settings), reruns failed or missing ones.
+
+Outputs under ``results/<run-name>/``: results.json, results.csv, results.md, plots/*.png,
+videos/<task>/<method>_*.mp4 (observation | goal), tb/ (TensorBoard: tb/<task>/<method>),
+cells/ (one record per cell), data/ (episode files), work/ (checkpoints, for resuming).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
+import importlib
 import json
+import os
+import platform
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from lewm_agent.config import preset, replace
-from lewm_agent.evaluation import EvalProtocol
-from lewm_agent.pipeline import run_pipeline
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PRESETS = {
-    # name: (model preset, episodes, train steps, eval episodes)
-    "smoke": ("tiny", 20, 60, 10),
-    "quick": ("cpu", None, None, 50),
-    "full": ("paper", None, None, 50),
+from experiments.baselines import METHODS, Task, save_pairs  # noqa: E402
+from experiments.cells import cell_key, cell_path, execute_cell, load_cell  # noqa: E402
+from experiments.report import markdown_table, write_reports  # noqa: E402
+
+__all__ = ["TaskSpec", "CompareConfig", "TASKS", "PRESETS", "make_config", "prepare_task", "run", "main"]
+
+
+@dataclass
+class TaskSpec:
+    """A task of the comparison and how its offline data is collected."""
+
+    env_id: str
+    episodes: int
+    """Episodes collected with ``policy`` (LeWM's data; 10% are held out for the evaluation pairs)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    policy: str = "expert"
+    max_steps: int | None = None
+    """Cap on each collected episode (None: the env's time limit)."""
+
+
+TASKS: dict[str, TaskSpec] = {
+    "TwoRoom": TaskSpec("lewm/TwoRoom-v0", 600),
+    "Reacher": TaskSpec("lewm/Reacher-v0", 600),
+    "MetaWorld-reach": TaskSpec("lewm/MetaWorld-reach-v3", 400),
+    "MetaWorld-push": TaskSpec("lewm/MetaWorld-push-v3", 600),
+    "OGBench-cube": TaskSpec("lewm/OGBench-cube-single-v0", 600),
+    "PushT": TaskSpec("lewm/PushT-v0", 600),
 }
 
 
-def markdown_table(result: dict, env_id: str) -> str:
-    rows = ["| task | method | success | 95% CI | mean steps to success | ms per env step (mean / max) |",
-            "|---|---|---|---|---|---|"]
-    for name in ("lewm", "random"):
-        r = result[name]
-        steps = r["mean_steps_to_success"]
-        rows.append(
-            f"| {env_id} | {name} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['num_episodes']}) | "
-            f"{100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}% | {'-' if steps is None else f'{steps:.1f}'} | "
-            f"{1000 * r['decision_seconds_mean']:.1f} / {1000 * r['decision_seconds_max']:.0f} |")
-    rate = result["data"].get("policy_success_rate")
-    if rate is not None:
-        rows.append(f"| {env_id} | expert (collection policy, own goals) | {100 * float(rate):.0f}% | | | |")
-    plan_ms = 1000 * result["lewm"]["plan_seconds_per_decision"]
-    rows.append(f"\nLeWM plans once per {result['lewm']['protocol']['plan']['receding_horizon']} action blocks: "
-                f"{plan_ms:.0f} ms of planning per env decision (all envs planned in one batch).\n")
-    return "\n".join(rows) + "\n"
+@dataclass
+class CompareConfig:
+    """Everything a comparison run depends on (saved in results.json)."""
+
+    tasks: list[str]
+    methods: list[str]
+    budgets: dict[str, dict[str, Any]]
+    """Per method, its budget settings (see each method's ``Budget`` dataclass)."""
+    episodes: int | None = None
+    """Override of every task's collected episodes."""
+    image_size: int = 64
+    eval_episodes: int = 50
+    goal_offset: int = 25
+    eval_budget: int = 50
+    """Env steps each method gets per start/goal pair."""
+    seed: int = 0
+    video_episodes: int = 2
+    workers: int = 1
+    """Processes collecting each task's data."""
+    device: str = "auto"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
-    parser.add_argument("--run-name", default=None, help="results/<run-name> (default: the preset name)")
-    parser.add_argument("--env", default="lewm/TwoRoom-v0")
-    parser.add_argument("--episodes", type=int, default=None, help="episodes to collect")
-    parser.add_argument("--steps", type=int, default=None, help="LeWM training steps")
-    parser.add_argument("--eval-episodes", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "sb3-ppo", "sb3-sac", "dreamerv3"]
+
+
+def _dreamer_budgets() -> dict[str, dict[str, Any]]:
+    try:  # TEMP
+        from experiments.baselines import dreamer
+    except ImportError:
+        return {}
+    return getattr(dreamer, "BUDGETS", {})
+
+
+def make_config(preset: str) -> CompareConfig:
+    """The named preset: ``smoke`` (tests, ~2 min), ``quick`` (default, <= 25 min on 2 CPU cores), ``full`` (GPU)."""
+    dreamer = _dreamer_budgets()
+    if preset == "smoke":
+        return CompareConfig(
+            tasks=["TwoRoom"], methods=list(METHOD_ORDER), episodes=20, eval_episodes=6, eval_budget=30,
+            video_episodes=1,
+            budgets={"lewm": {"preset": "tiny", "steps": 30}, "lewm-nosigreg": {"preset": "tiny", "steps": 30},
+                     "sb3-ppo": {"timesteps": 256, "n_envs": 2, "n_steps": 64, "n_epochs": 1},
+                     "sb3-sac": {"timesteps": 64, "learning_starts": 32, "batch_size": 16},
+                     "dreamerv3": dreamer.get("smoke", {})})
+    if preset == "quick":
+        return CompareConfig(
+            tasks=["TwoRoom"], methods=list(METHOD_ORDER),
+            budgets={"lewm": {"preset": "cpu", "steps": 1200}, "lewm-nosigreg": {"preset": "cpu", "steps": 1200},
+                     "sb3-ppo": {"timesteps": 20_000}, "sb3-sac": {"timesteps": 2_000},
+                     "dreamerv3": dreamer.get("quick", {})})
+    if preset == "full":
+        return CompareConfig(
+            tasks=list(TASKS), methods=list(METHOD_ORDER), workers=4,
+            budgets={"lewm": {"preset": "paper", "patch_size": 8}, "lewm-nosigreg": {"preset": "paper", "patch_size": 8},
+                     "sb3-ppo": {"timesteps": 1_000_000, "n_envs": 8, "n_steps": 256, "batch_size": 256, "n_epochs": 10},
+                     "sb3-sac": {"timesteps": 500_000, "buffer_size": 100_000, "learning_starts": 5_000,
+                                 "batch_size": 256},
+                     "dreamerv3": dreamer.get("full", {})})
+    raise KeyError(f"Unknown preset {preset!r}; choose smoke, quick or full.")
+
+
+PRESETS = ("smoke", "quick", "full")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(cfg: CompareConfig, items: list[str]) -> CompareConfig:
+    """``method.key=value`` items -> budgets (values parsed as JSON where they parse, else strings)."""
+    budgets = {m: dict(b) for m, b in cfg.budgets.items()}
+    for item in items:
+        name, eq, value = item.partition("=")
+        method, dot, key = name.partition(".")
+        if not (eq and dot and key):
+            raise SystemExit(f"error: --set {item!r} is not METHOD.KEY=VALUE (e.g. sb3-ppo.timesteps=50000).")
+        if method not in METHODS:
+            raise SystemExit(f"error: --set {item!r}: unknown method {method!r}; methods: {', '.join(sorted(METHODS))}.")
+        budgets.setdefault(method, {})[key] = _parse_value(value)
+    return dataclasses.replace(cfg, budgets=budgets)
+
+
+def _resolve_task(name: str) -> tuple[str, TaskSpec]:
+    if name in TASKS:
+        return name, TASKS[name]
+    for short, spec in TASKS.items():
+        if spec.env_id == name:
+            return short, spec
+    if "/" in name:  # any registered goal env id, collected with its expert
+        return name.split("/")[-1].removesuffix("-v0"), TaskSpec(name, 600)
+    raise SystemExit(f"error: unknown task {name!r}; tasks: {', '.join(TASKS)} (or a goal env id such as lewm/PushT-v0).")
+
+
+def prepare_task(name: str, spec: TaskSpec, cfg: CompareConfig, run_dir: Path, progress: bool = True) -> Task:
+    """Collect the task's episodes (reusing a valid file), split them, draw and save the evaluation pairs.
+
+    The split is LeWM's own (``TrainConfig`` defaults: 10% of episodes, split seed 0), so LeWM never
+    trains on an episode an evaluation pair comes from. A task prepared earlier with other settings
+    is refused rather than silently mixed.
+    """
+    import envs
+    from lewm_agent.config import TrainConfig
+    from lewm_agent.data import DatasetError, collect, load_episodes, split_episodes, validate_episode_file
+    from lewm_agent.evaluation import EvalProtocol, sample_pairs
+
+    task_dir = run_dir / "tasks" / name
+    task_dir.mkdir(parents=True, exist_ok=True)
+    env_kwargs = {"image_size": cfg.image_size, **spec.env_kwargs}
+    episodes = cfg.episodes or spec.episodes
+    protocol = EvalProtocol(num_episodes=cfg.eval_episodes, goal_offset=cfg.goal_offset, budget=cfg.eval_budget,
+                            seed=cfg.seed)
+    settings = {"env_id": spec.env_id, "env_kwargs": env_kwargs, "episodes": episodes, "policy": spec.policy,
+                "max_steps": spec.max_steps, "seed": cfg.seed, "protocol": dataclasses.asdict(protocol)}
+    saved = task_dir / "task.json"
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        if old.get("settings") != json.loads(json.dumps(settings)):
+            raise SystemExit(
+                f"error: {run_dir} holds task {name} prepared with other settings:\n  was {old.get('settings')}\n  now {settings}\n"
+                f"Use another --run-name, or delete {task_dir} and {run_dir / 'data' / (name + '.h5')} to redo it.")
+        return Task.from_dict(old["task"])
+
+    data_path = run_dir / "data" / f"{name}.h5"
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        info = validate_episode_file(data_path)
+        if info.num_episodes != episodes:
+            raise DatasetError("episode count differs")
+    except DatasetError:
+        info = collect(spec.env_id, data_path, num_episodes=episodes, policy=spec.policy, seed=cfg.seed,
+                       env_kwargs=env_kwargs, max_steps=spec.max_steps, progress=progress, workers=cfg.workers)
+    tc = TrainConfig()
+    train_ids, val_ids = split_episodes(info.num_episodes, tc.val_fraction, tc.split_seed)
+    data = load_episodes(data_path)
+    probe = envs.make_env(spec.env_id, **env_kwargs)
+    pairs = sample_pairs(data, val_ids, protocol, env=probe.unwrapped)
+    probe.close()
+    pairs_path = task_dir / "pairs.npz"
+    save_pairs(pairs_path, pairs)
+    task = Task(name=name, env_id=spec.env_id, env_kwargs=env_kwargs, data_path=data_path.resolve(),
+                train_episodes=[int(i) for i in train_ids], held_out_episodes=[int(i) for i in val_ids],
+                pairs_path=pairs_path.resolve(), protocol=protocol, seed=cfg.seed)
+    record = {"settings": settings, "task": task.to_dict(), "frames": info.num_frames,
+              "collection_policy_success_rate": info.attrs.get("policy_success_rate")}
+    tmp = saved.with_name(".task.json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=float))
+    os.replace(tmp, saved)
+    return task
+
+
+def machine_summary(device: str) -> dict[str, Any]:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() and device != "cpu" else None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    summary = f"{cores} CPU cores ({platform.machine()}), " + (f"GPU {gpu}" if gpu else "no GPU")
+    return {"summary": summary, "cpu_cores": cores, "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
+def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[str] | None = None) -> list[dict[str, Any]]:
+    """Prepare every task, run every missing cell (each in its own process), write the reports."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plugins = list(plugins or [])
+    for module in plugins:
+        importlib.import_module(module)
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"error: unknown methods {unknown}; registered: {', '.join(sorted(METHODS))} "
+                         "(add your own with --plugin MODULE, see experiments/baselines/base.py).")
+    header = {"run_name": run_dir.name, "config": dataclasses.asdict(cfg),
+              "protocol_summary": f"{cfg.eval_episodes} start/goal pairs per task from held-out episodes, goal "
+                                  f"{cfg.goal_offset} steps ahead, {cfg.eval_budget} env steps per pair, "
+                                  f"{cfg.image_size}x{cfg.image_size} pixels, seed {cfg.seed}."}
+    records: list[dict[str, Any]] = []
+    cells = [(t, m) for t in cfg.tasks for m in cfg.methods]
+    tasks: dict[str, Task] = {}
+    for i, (tname, method) in enumerate(cells):
+        short, spec = _resolve_task(tname)
+        if short not in tasks:
+            print(f"== task {short}: {spec.env_id}, {cfg.episodes or spec.episodes} {spec.policy} episodes", flush=True)
+            tasks[short] = prepare_task(short, spec, cfg, run_dir, progress)
+        task = tasks[short]
+        budget = dict(cfg.budgets.get(method, {}))
+        key = cell_key(task.to_dict() | {"pairs": str(task.pairs_path)}, method, budget)
+        path = cell_path(run_dir, short, method)
+        old = load_cell(path)
+        if old is not None and old.get("status") == "ok" and old.get("key") == key:
+            print(f"[{i + 1}/{len(cells)}] {short} / {method}: done before ({100 * old['success_rate']:.0f}%), skipped",
+                  flush=True)
+            records.append(old)
+            continue
+        if old is not None and old.get("key") != key:
+            _clear_work(run_dir, short, method)  # settings changed: its checkpoints belong to other settings
+        print(f"[{i + 1}/{len(cells)}] {short} / {method} {json.dumps(budget) if budget else ''}", flush=True)
+        tic = time.perf_counter()
+        job = {"task": task.to_dict(), "method": method, "budget": budget, "key": key, "run_dir": str(run_dir),
+               "device": cfg.device, "progress": progress, "video_episodes": cfg.video_episodes, "plugins": plugins}
+        record = execute_cell(job)
+        records.append(record)
+        status = (f"{100 * record['success_rate']:.0f}% success" if record["status"] == "ok"
+                  else f"{record['status']}: {record.get('message', '')}")
+        print(f"    -> {status} ({time.perf_counter() - tic:.0f} s)", flush=True)
+        write_reports(run_dir, records, _header(header, cfg))
+    write_reports(run_dir, records, _header(header, cfg))
+    return records
+
+
+def _header(header: dict[str, Any], cfg: CompareConfig) -> dict[str, Any]:
+    return {**header, "date": dt.datetime.now().isoformat(timespec="minutes"), "machine": machine_summary(cfg.device)}
+
+
+def _clear_work(run_dir: Path, task: str, method: str) -> None:
+    import shutil
+
+    for sub in ("work", "tb"):
+        shutil.rmtree(run_dir / sub / task / method, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="quick", choices=PRESETS)
+    parser.add_argument("--run-name", default=None, help="results/<run-name> (default: the preset's name)")
+    parser.add_argument("--results", default="results", help="parent directory of runs (default: results)")
+    parser.add_argument("--tasks", default=None, help=f"comma-separated: {', '.join(TASKS)}, or goal env ids")
+    parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="budget override, repeatable (e.g. lewm.steps=2500, sb3-ppo.timesteps=100000)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes collected per task")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="start/goal pairs per task")
+    parser.add_argument("--eval-budget", type=int, default=None, help="env steps per pair")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    parser.add_argument("--workers", type=int, default=None, help="data-collection processes")
+    parser.add_argument("--video-episodes", type=int, default=None)
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (which registers methods) in every cell, repeatable")
+    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    model_preset, episodes, steps, eval_episodes = PRESETS[args.preset]
-    p = preset(model_preset)
-    steps = args.steps or steps
-    if steps:
-        p.train = replace(p.train, steps=steps, ckpt_every=min(p.train.ckpt_every, steps))
-    out = Path("results") / (args.run_name or args.preset)
-    protocol = EvalProtocol(num_episodes=args.eval_episodes or eval_episodes, seed=args.seed)
-    result = run_pipeline(p, out, env_id=args.env, episodes=args.episodes or episodes, seed=args.seed,
-                          protocol=protocol, video_episodes=4)
-    table = markdown_table(result, args.env)
-    (out / "results.md").write_text(table)
-    (out / "results.json").write_text(json.dumps(result, indent=2))
-    print(table)
-    t = result["timings"]
-    print(f"collect {t['collect_s']:.0f}s, train {t['train_s']:.0f}s, eval {t['eval_s']:.0f}s; outputs in {out}/")
-    return 0
+    for module in args.plugin:
+        importlib.import_module(module)
+    cfg = make_config(args.preset)
+    over: dict[str, Any] = {}
+    if args.tasks:
+        over["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.methods:
+        over["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    else:
+        over["methods"] = cfg.methods + [m for m in METHODS if m not in cfg.methods]
+    for name in ("episodes", "eval_episodes", "eval_budget", "seed", "device", "workers", "video_episodes"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    cfg = apply_overrides(dataclasses.replace(cfg, **over), args.set)
+    run_dir = Path(args.results) / (args.run_name or args.preset)
+    tic = time.perf_counter()
+    records = run(cfg, run_dir, progress=not args.no_progress, plugins=args.plugin)
+    print("\n" + markdown_table(records))
+    print(f"{time.perf_counter() - tic:.0f} s; results in {run_dir}/ (results.md, plots/, videos/); "
+          f"tensorboard --logdir {run_dir / 'tb'}")
+    failed = [r for r in records if r["status"] == "error"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

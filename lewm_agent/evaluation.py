@@ -157,6 +157,8 @@ def evaluate(
 
     Args:
         actor: has ``reset(num_envs)`` and ``act(batched obs) -> (N, A)`` (LeWMAgent, RandomActor...).
+            A privileged actor (a scripted expert reading the physical state) sets ``needs_info = True``
+            and is called as ``act(batched obs, infos)`` with each env's latest info dict.
         make_env: zero-argument factory of one env (a GoalEnv, possibly wrapped).
         pairs: from :func:`sample_pairs`.
         video_dir / video_episodes: write mp4s of the first episodes (observation | goal).
@@ -165,10 +167,12 @@ def evaluate(
     start = time.perf_counter()
     n = len(pairs)
     envs = [make_env() for _ in range(n)]
-    obs_list = []
+    obs_list, infos = [], []
     for env, pair in zip(envs, pairs):
-        obs, _ = env.reset(options={"state": pair.state, "goal_state": pair.goal_state})
+        obs, info = env.reset(options={"state": pair.state, "goal_state": pair.goal_state})
         obs_list.append(obs)
+        infos.append(info)
+    needs_info = bool(getattr(actor, "needs_info", False))
     pixels = np.stack([o["pixels"] for o in obs_list])
     goals = np.stack([o["goal"] for o in obs_list])
     done = np.zeros(n, bool)
@@ -181,13 +185,14 @@ def evaluate(
     actor.reset(n)
     for t in tqdm(range(protocol.budget), desc="eval", disable=not progress, leave=False):
         tic = time.perf_counter()
-        actions = actor.act({"pixels": pixels, "goal": goals})
+        batch = {"pixels": pixels, "goal": goals}
+        actions = actor.act(batch, infos) if needs_info else actor.act(batch)
         decision_times.append((time.perf_counter() - tic) / n)
         for i, env in enumerate(envs):
             if done[i]:
                 continue  # finished episodes keep their last frame; the batch stays whole
             obs, reward, terminated, truncated, info = env.step(actions[i])
-            pixels[i] = obs["pixels"]
+            pixels[i], infos[i] = obs["pixels"], info
             returns[i] += float(reward)
             if info["is_success"] and not success[i]:
                 success[i], steps_to_success[i] = True, t + 1

@@ -92,6 +92,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_at: int | None = None,
+    tb_dir: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train LeWM on an HDF5 episode file and write an agent to ``out_dir/agent``.
 
@@ -102,6 +103,7 @@ def train(
         resume: continue from ``out_dir/checkpoint`` (same step, optimiser, scheduler).
         progress: show a tqdm bar.
         stop_at: stop (after checkpointing) at this step, as if killed; for tests and time-boxed runs.
+        tb_dir: TensorBoard log directory (default ``out_dir/tb``).
     """
     start_time = time.perf_counter()
     out_dir = Path(out_dir)
@@ -168,7 +170,7 @@ def train(
         }, indent=2))
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out_dir / "tb"), purge_step=step if resume else None)
+        writer = SummaryWriter(str(tb_dir or out_dir / "tb"), purge_step=step if resume else None)
 
     def agent_config() -> dict:
         meta = {**metadata, "train_step": step}

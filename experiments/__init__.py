@@ -1,0 +1,1 @@
+"""Experiments: the comparison of LeWM with the agents people already use (``compare.py``)."""

@@ -1,0 +1,190 @@
+"""Turn cell records into results.json, results.csv, results.md and PNG plots.
+
+Every function takes the list of cell records written by :mod:`experiments.cells` (one dict per
+(task, method)); records whose status is ``skipped`` or ``error`` appear in the table with their
+message and are left out of the plots.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CSV_COLUMNS", "markdown_table", "write_csv", "write_plots", "write_reports"]
+
+CSV_COLUMNS = [
+    "task", "method", "status", "success_rate", "ci95_low", "ci95_high", "successes", "num_episodes", "mean_return",
+    "mean_steps_to_success", "data_used", "data_kind", "train_seconds", "decision_ms_median", "decision_ms_p95",
+    "params", "peak_rss_mb", "peak_cuda_mb", "eval_seconds", "pairs_fingerprint", "message",
+]
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+    os.replace(tmp, path)
+
+
+def _fmt_int(n: Any) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{unit}".replace(".0", "")
+    return f"{n:.0f}"
+
+
+def _fmt_seconds(s: Any) -> str:
+    if s is None:
+        return "-"
+    s = float(s)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    """One row per cell: success with its Wilson 95% interval, return, data, cost and latency."""
+    lines = ["| task | method | success | 95% CI | mean return | training data | train time | "
+             "decision ms (median / p95) | params | peak memory |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for r in records:
+        if r.get("status") != "ok":
+            lines.append(f"| {r['task']} | {r['method']} | {r.get('status', '?')} | | | | | | | |")
+            notes.append(f"- {r['task']} / {r['method']}: **{r.get('status')}**: {r.get('message', '')}")
+            continue
+        lo, hi = r["ci95"]
+        data = "-" if r["data_kind"] == "none" else f"{_fmt_int(r['data_used'])} {r['data_kind']}"
+        mem = f"{r['peak_rss_mb']:.0f} MB" + (f" (+{r['peak_cuda_mb']:.0f} MB GPU)" if r.get("peak_cuda_mb") else "")
+        lines.append(
+            f"| {r['task']} | {r['method']} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['num_episodes']}) | "
+            f"{100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_return']:.2f} | {data} | {_fmt_seconds(r['train_seconds'])} | "
+            f"{r['decision_ms_median']:.2f} / {r['decision_ms_p95']:.2f} | {_fmt_int(r['params'])} | {mem} |")
+    out = "\n".join(lines) + "\n"
+    if notes:
+        out += "\n" + "\n".join(notes) + "\n"
+    return out
+
+
+def write_csv(path: Path, records: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in records:
+        row = dict(r)
+        if "ci95" in r:
+            row["ci95_low"], row["ci95_high"] = r["ci95"]
+        writer.writerow(row)
+    _atomic_write(path, buf.getvalue())
+
+
+def _methods_and_tasks(ok: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    methods, tasks = [], []
+    for r in ok:
+        methods += [r["method"]] if r["method"] not in methods else []
+        tasks += [r["task"]] if r["task"] not in tasks else []
+    return methods, tasks
+
+
+def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
+    """success.png (rate with Wilson intervals per task and method), success_vs_time.png (success
+    against training wall-clock), latency.png (decision latency, median with p95)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    if not ok:
+        return []
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    methods, tasks = _methods_and_tasks(ok)
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    by = {(r["task"], r["method"]): r for r in ok}
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 + 0.9 * len(tasks) * len(methods) / 2), 3.6))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        xs, ys, err = [], [], [[], []]
+        for i, t in enumerate(tasks):
+            if (t, m) in by:
+                r = by[(t, m)]
+                xs.append(i + (j - (len(methods) - 1) / 2) * width)
+                ys.append(100 * r["success_rate"])
+                err[0].append(100 * (r["success_rate"] - r["ci95"][0]))
+                err[1].append(100 * (r["ci95"][1] - r["success_rate"]))
+        ax.bar(xs, ys, width, yerr=err, capsize=3, color=colors[m], label=m)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_ylabel("success rate (%), 95% Wilson CI")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title("Success on identical start/goal pairs")
+    fig.tight_layout()
+    paths.append(plot_dir / "success.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for r in ok:
+        if r["data_kind"] == "none":
+            ax.axhline(100 * r["success_rate"], color=colors[r["method"]], ls="--", lw=1,
+                       label=f"{r['method']} ({r['task']})")
+            continue
+        lo, hi = r["ci95"]
+        ax.errorbar(max(r["train_seconds"], 1e-2), 100 * r["success_rate"],
+                    yerr=[[100 * (r["success_rate"] - lo)], [100 * (hi - r["success_rate"])]],
+                    fmt="o", color=colors[r["method"]], capsize=3, label=f"{r['method']} ({r['task']})")
+    ax.set_xscale("log")
+    ax.set_xlabel("training wall-clock (s, log)")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(-3, 105)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title("Success against training time")
+    fig.tight_layout()
+    paths.append(plot_dir / "success_vs_time.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.35 * len(ok)))
+    labels = [f"{r['method']} ({r['task']})" for r in ok]
+    med = np.array([max(r["decision_ms_median"], 1e-4) for r in ok])
+    p95 = np.array([max(r["decision_ms_p95"], 1e-4) for r in ok])
+    ax.barh(range(len(ok)), med, color=[colors[r["method"]] for r in ok])
+    mean = np.array([max(r.get("decision_ms_mean", r["decision_ms_median"]), 1e-4) for r in ok])
+    ax.errorbar(p95, range(len(ok)), fmt="|", color="black", ms=10, label="p95")
+    ax.errorbar(mean, range(len(ok)), fmt="o", color="black", ms=3, label="mean")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_yticks(range(len(ok)), labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per env decision (median bar; log)")
+    ax.invert_yaxis()
+    ax.set_title("Decision latency")
+    fig.tight_layout()
+    paths.append(plot_dir / "latency.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def write_reports(run_dir: Path, records: list[dict[str, Any]], header: dict[str, Any]) -> dict[str, Path]:
+    """Write results.json (header + every record), results.csv, results.md and plots/ under ``run_dir``."""
+    run_dir = Path(run_dir)
+    plots = write_plots(run_dir / "plots", records)
+    _atomic_write(run_dir / "results.json", json.dumps({**header, "cells": records}, indent=2, default=str))
+    write_csv(run_dir / "results.csv", records)
+    md = [f"# Comparison `{header.get('run_name', run_dir.name)}`\n",
+          f"{header.get('date', '')}, {header.get('machine', {}).get('summary', '')}. "
+          f"Protocol: {header.get('protocol_summary', '')}\n", markdown_table(records)]
+    if plots:
+        md.append("\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots) + "\n")
+    videos = [v for r in records for v in r.get("videos", [])[:1]]
+    if videos:
+        md.append("\nVideos (observation | goal, green border once solved): " + ", ".join(f"[{v}]({v})" for v in videos) + "\n")
+    _atomic_write(run_dir / "results.md", "\n".join(md))
+    return {"json": run_dir / "results.json", "csv": run_dir / "results.csv", "md": run_dir / "results.md"}
