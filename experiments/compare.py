@@ -91,11 +91,9 @@ METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "sb3-ppo", "sb3-sac
 
 
 def _dreamer_budgets() -> dict[str, dict[str, Any]]:
-    try:  # TEMP
-        from experiments.baselines import dreamer
-    except ImportError:
-        return {}
-    return getattr(dreamer, "BUDGETS", {})
+    from experiments.baselines.dreamer import BUDGETS
+
+    return BUDGETS
 
 
 def make_config(preset: str) -> CompareConfig:
@@ -107,13 +105,13 @@ def make_config(preset: str) -> CompareConfig:
             video_episodes=1,
             budgets={"lewm": {"preset": "tiny", "steps": 30}, "lewm-nosigreg": {"preset": "tiny", "steps": 30},
                      "sb3-ppo": {"timesteps": 256, "n_envs": 2, "n_steps": 64, "n_epochs": 1},
-                     "sb3-sac": {"timesteps": 64, "learning_starts": 32, "batch_size": 16},
+                     "sb3-sac": {"timesteps": 160, "learning_starts": 64, "batch_size": 16},
                      "dreamerv3": dreamer.get("smoke", {})})
     if preset == "quick":
         return CompareConfig(
             tasks=["TwoRoom"], methods=list(METHOD_ORDER),
-            budgets={"lewm": {"preset": "cpu", "steps": 1200}, "lewm-nosigreg": {"preset": "cpu", "steps": 1200},
-                     "sb3-ppo": {"timesteps": 20_000}, "sb3-sac": {"timesteps": 2_000},
+            budgets={"lewm": {"preset": "cpu", "steps": 1000}, "lewm-nosigreg": {"preset": "cpu", "steps": 1000},
+                     "sb3-ppo": {"timesteps": 20_000}, "sb3-sac": {"timesteps": 1_500},
                      "dreamerv3": dreamer.get("quick", {})})
     if preset == "full":
         return CompareConfig(
@@ -261,8 +259,7 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[
                   flush=True)
             records.append(old)
             continue
-        if old is not None and old.get("key") != key:
-            _clear_work(run_dir, short, method)  # settings changed: its checkpoints belong to other settings
+        _claim_work(run_dir, short, method, key)
         print(f"[{i + 1}/{len(cells)}] {short} / {method} {json.dumps(budget) if budget else ''}", flush=True)
         tic = time.perf_counter()
         job = {"task": task.to_dict(), "method": method, "budget": budget, "key": key, "run_dir": str(run_dir),
@@ -281,11 +278,17 @@ def _header(header: dict[str, Any], cfg: CompareConfig) -> dict[str, Any]:
     return {**header, "date": dt.datetime.now().isoformat(timespec="minutes"), "machine": machine_summary(cfg.device)}
 
 
-def _clear_work(run_dir: Path, task: str, method: str) -> None:
+def _claim_work(run_dir: Path, task: str, method: str, key: str) -> None:
+    """Keep a cell's checkpoints (to resume) only if they were made with the same settings (``key``)."""
     import shutil
 
-    for sub in ("work", "tb"):
-        shutil.rmtree(run_dir / sub / task / method, ignore_errors=True)
+    work = run_dir / "work" / task / method
+    stamp = work / "cell_key.txt"
+    if work.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
+        for sub in ("work", "tb"):
+            shutil.rmtree(run_dir / sub / task / method, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
 
 
 def main(argv: list[str] | None = None) -> int:

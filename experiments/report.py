@@ -19,8 +19,19 @@ __all__ = ["CSV_COLUMNS", "markdown_table", "write_csv", "write_plots", "write_r
 CSV_COLUMNS = [
     "task", "method", "status", "success_rate", "ci95_low", "ci95_high", "successes", "num_episodes", "mean_return",
     "mean_steps_to_success", "data_used", "data_kind", "train_seconds", "decision_ms_median", "decision_ms_p95",
+    "decision_ms_mean",
     "params", "peak_rss_mb", "peak_cuda_mb", "eval_seconds", "pairs_fingerprint", "message",
 ]
+
+
+LEGEND = """
+Success: the task's success test held at some step within the budget; 95% Wilson interval.
+Training data: offline transitions (frames of the training episodes) for LeWM, env interactions
+for online methods. Train time: wall-clock of training in its cell. Ms per decision: wall-clock
+of one batched `act` over all pairs divided by their number; a planner that replans every k
+steps (LeWM) has a small median and carries its planning cost in the mean. Peak memory: the
+peak resident memory of the cell's own process (training and evaluation).
+"""
 
 
 def _atomic_write(path: Path, data: str | bytes) -> None:
@@ -46,10 +57,16 @@ def _fmt_seconds(s: Any) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _ms(x: Any) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if x < 100 else f"{x:.0f}"
+
+
 def markdown_table(records: list[dict[str, Any]]) -> str:
     """One row per cell: success with its Wilson 95% interval, return, data, cost and latency."""
     lines = ["| task | method | success | 95% CI | mean return | training data | train time | "
-             "decision ms (median / p95) | params | peak memory |",
+             "ms per decision (median / p95 / mean) | params | peak memory |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for r in records:
@@ -63,7 +80,8 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['task']} | {r['method']} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['num_episodes']}) | "
             f"{100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_return']:.2f} | {data} | {_fmt_seconds(r['train_seconds'])} | "
-            f"{r['decision_ms_median']:.2f} / {r['decision_ms_p95']:.2f} | {_fmt_int(r['params'])} | {mem} |")
+            f"{_ms(r['decision_ms_median'])} / {_ms(r['decision_ms_p95'])} / {_ms(r.get('decision_ms_mean'))} | "
+            f"{_fmt_int(r['params'])} | {mem} |")
     out = "\n".join(lines) + "\n"
     if notes:
         out += "\n" + "\n".join(notes) + "\n"
@@ -117,8 +135,8 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
                 r = by[(t, m)]
                 xs.append(i + (j - (len(methods) - 1) / 2) * width)
                 ys.append(100 * r["success_rate"])
-                err[0].append(100 * (r["success_rate"] - r["ci95"][0]))
-                err[1].append(100 * (r["ci95"][1] - r["success_rate"]))
+                err[0].append(max(0.0, 100 * (r["success_rate"] - r["ci95"][0])))
+                err[1].append(max(0.0, 100 * (r["ci95"][1] - r["success_rate"])))
         ax.bar(xs, ys, width, yerr=err, capsize=3, color=colors[m], label=m)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("success rate (%), 95% Wilson CI")
@@ -138,7 +156,7 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
             continue
         lo, hi = r["ci95"]
         ax.errorbar(max(r["train_seconds"], 1e-2), 100 * r["success_rate"],
-                    yerr=[[100 * (r["success_rate"] - lo)], [100 * (hi - r["success_rate"])]],
+                    yerr=[[max(0.0, 100 * (r["success_rate"] - lo))], [max(0.0, 100 * (hi - r["success_rate"]))]],
                     fmt="o", color=colors[r["method"]], capsize=3, label=f"{r['method']} ({r['task']})")
     ax.set_xscale("log")
     ax.set_xlabel("training wall-clock (s, log)")
@@ -151,7 +169,7 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.35 * len(ok)))
+    fig, ax = plt.subplots(figsize=(6, max(2.4, 1.0 + 0.35 * len(ok))))
     labels = [f"{r['method']} ({r['task']})" for r in ok]
     med = np.array([max(r["decision_ms_median"], 1e-4) for r in ok])
     p95 = np.array([max(r["decision_ms_p95"], 1e-4) for r in ok])
@@ -180,7 +198,7 @@ def write_reports(run_dir: Path, records: list[dict[str, Any]], header: dict[str
     write_csv(run_dir / "results.csv", records)
     md = [f"# Comparison `{header.get('run_name', run_dir.name)}`\n",
           f"{header.get('date', '')}, {header.get('machine', {}).get('summary', '')}. "
-          f"Protocol: {header.get('protocol_summary', '')}\n", markdown_table(records)]
+          f"Protocol: {header.get('protocol_summary', '')}\n", markdown_table(records), LEGEND]
     if plots:
         md.append("\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots) + "\n")
     videos = [v for r in records for v in r.get("videos", [])[:1]]

@@ -1,0 +1,135 @@
+"""experiments/compare.py end to end on the `smoke` preset, with every registered method."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments import compare
+from experiments.baselines import METHODS, load_pairs, pairs_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke preset, every registered method, run once for this module: (run_dir, exit code, records)."""
+    results = tmp_path_factory.mktemp("results")
+    code = compare.main(["--preset", "smoke", "--results", str(results), "--no-progress"])
+    run_dir = results / "smoke"
+    return run_dir, code, json.loads((run_dir / "results.json").read_text())["cells"]
+
+
+def test_smoke_runs_every_method_and_writes_every_output(smoke):
+    run_dir, code, cells = smoke
+    by_method = {c["method"]: c for c in cells}
+    assert set(by_method) == set(METHODS), "every registered (hence installed) method gets a cell"
+    failed = {m: c.get("message") for m, c in by_method.items() if c["status"] != "ok"}
+    assert not failed and code == 0, failed
+    for c in cells:
+        assert 0 <= c["ci95"][0] <= c["success_rate"] <= c["ci95"][1] <= 1
+        assert c["num_episodes"] == 6 and c["decision_ms_median"] > 0 and c["peak_rss_mb"] > 50
+        learned = c["data_kind"] != "none"
+        assert (c["data_used"] > 0 and c["params"] > 0 and c["train_seconds"] > 0) == learned, c["method"]
+    assert by_method["lewm"]["data_kind"] == "offline transitions"
+    assert by_method["sb3-ppo"]["data_kind"] == "env interactions" and by_method["sb3-ppo"]["data_used"] >= 256
+    assert by_method["lewm-nosigreg"]["extra"]["sigreg_lambda"] == 0 < by_method["lewm"]["extra"]["sigreg_lambda"]
+
+    table = (run_dir / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| TwoRoom |")]
+    assert sorted(r.split("|")[2].strip() for r in rows) == sorted(METHODS)
+    with open(run_dir / "results.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert {r["method"] for r in csv_rows} == set(METHODS)
+    assert all(float(r["ci95_low"]) <= float(r["success_rate"]) <= float(r["ci95_high"]) for r in csv_rows)
+
+    for name in ("success", "success_vs_time", "latency"):
+        image = imageio.imread(run_dir / "plots" / f"{name}.png")
+        assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 10, name
+        assert f"plots/{name}.png" in table
+    for c in cells:
+        assert c["videos"], c["method"]
+        frames = np.stack(list(imageio.mimread(run_dir / c["videos"][0])))
+        assert len(frames) >= 2 and frames.mean() > 5 and frames.std() > 5, c["method"]
+    for method, c in by_method.items():
+        if c["data_kind"] != "none":  # every learning method logged its training curves under tb/<task>/<method>
+            scalars = []
+            for events in (run_dir / "tb" / "TwoRoom" / method).rglob("events.out.tfevents*"):
+                acc = EventAccumulator(str(events))
+                acc.Reload()
+                scalars += acc.Tags()["scalars"]
+            assert scalars, f"{method} logged no training scalars"
+
+
+def test_every_method_is_evaluated_on_the_same_pairs(smoke):
+    run_dir, _, cells = smoke
+    task = json.loads((run_dir / "tasks" / "TwoRoom" / "task.json").read_text())["task"]
+    pairs = load_pairs(Path(task["pairs_path"]))
+    assert len(pairs) == 6
+    assert {p.episode for p in pairs} <= set(task["held_out_episodes"])
+    assert not set(task["held_out_episodes"]) & set(task["train_episodes"])
+    expected = [(p.episode, p.row) for p in pairs]
+    for c in cells:
+        assert c["pairs_fingerprint"] == pairs_fingerprint(pairs), c["method"]
+        assert [(e["episode"], e["row"]) for e in c["episodes"]] == expected, c["method"]
+    lewm = next(c for c in cells if c["method"] == "lewm")
+    agent_cfg = json.loads((run_dir / "work" / "TwoRoom" / "lewm" / "agent" / "config.json").read_text())
+    assert agent_cfg["metadata"]["val_episodes"] == task["held_out_episodes"], "LeWM never trained on a pair's episode"
+    assert lewm["status"] == "ok"
+
+
+def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
+    run_dir, _, _ = smoke
+    before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
+    code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
+                         "--methods", "random,expert,lewm", "--set", "lewm.preset=nonexistent"])
+    assert code == 1
+    cells = {c["method"]: c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
+    assert cells["lewm"]["status"] == "error" and "nonexistent" in cells["lewm"]["message"]
+    assert cells["random"]["status"] == cells["expert"]["status"] == "ok"
+    after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
+    assert after["random.json"] == before["random.json"] and after["expert.json"] == before["expert.json"]
+    assert "**error**" in (run_dir / "results.md").read_text()
+
+
+def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "compare.py"), "--preset", "smoke", "--results", str(tmp_path),
+           "--no-progress", "--methods", "random,expert,lewm", "--set", "lewm.steps=400"]
+    cells = tmp_path / "smoke" / "cells" / "TwoRoom"
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while not (cells / "expert.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+        time.sleep(0.2)
+    time.sleep(3)  # inside the lewm cell's training now
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(60)
+    assert not (cells / "lewm.json").exists(), "the interrupted cell left no record"
+    first = {name: (cells / f"{name}.json").stat().st_mtime_ns for name in ("random", "expert")}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "random: done before" in out.stdout and "expert: done before" in out.stdout
+    assert {name: (cells / f"{name}.json").stat().st_mtime_ns for name in ("random", "expert")} == first
+    assert json.loads((cells / "lewm.json").read_text())["status"] == "ok"
+
+
+def test_a_plugin_method_joins_the_same_comparison(smoke):
+    run_dir, _, _ = smoke
+    code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress", "--methods", "sb3-a2c",
+                         "--plugin", "examples.custom_method", "--set", "sb3-a2c.timesteps=64"])
+    assert code == 0
+    cell = json.loads((run_dir / "cells" / "TwoRoom" / "sb3-a2c.json").read_text())
+    assert cell["status"] == "ok" and cell["data_used"] >= 64
+    task = json.loads((run_dir / "tasks" / "TwoRoom" / "task.json").read_text())["task"]
+    assert cell["pairs_fingerprint"] == pairs_fingerprint(load_pairs(Path(task["pairs_path"])))
