@@ -49,8 +49,24 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _peak_memory() -> dict[str, float | None]:
-    """Peak resident memory of this process (MB), and peak CUDA memory allocated by torch (MB) if used."""
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
+    """Peak resident memory of this process (MB), and peak CUDA memory allocated by torch (MB) if used.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this process's own address space.
+    (``ru_maxrss`` would not do: Linux carries it across exec, so a spawned cell would report its
+    parent's peak.) Elsewhere ``ru_maxrss`` (bytes on macOS).
+    """
+    rss_mb = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss_mb = int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    if rss_mb is None:
+        import sys
+
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_mb = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024
     cuda_mb = None
     try:
         import torch

@@ -203,6 +203,7 @@ def prepare_task(name: str, spec: TaskSpec, cfg: CompareConfig, run_dir: Path, p
     probe = envs.make_env(spec.env_id, **env_kwargs)
     pairs = sample_pairs(data, val_ids, protocol, env=probe.unwrapped)
     probe.close()
+    del data  # the cells load what they need themselves
     pairs_path = task_dir / "pairs.npz"
     save_pairs(pairs_path, pairs)
     task = Task(name=name, env_id=spec.env_id, env_kwargs=env_kwargs, data_path=data_path.resolve(),

@@ -83,6 +83,14 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
             f"{_ms(r['decision_ms_median'])} / {_ms(r['decision_ms_p95'])} / {_ms(r.get('decision_ms_mean'))} | "
             f"{_fmt_int(r['params'])} | {mem} |")
     out = "\n".join(lines) + "\n"
+    collapse = [r for r in records if r.get("status") == "ok" and "train/emb_std" in r.get("extra", {}).get("final", {})]
+    if collapse:
+        out += "\nEmbeddings at the end of training (collapse shows as std -> 0 and few effective dimensions):\n"
+        for r in collapse:
+            f = r["extra"]["final"]
+            out += (f"- {r['task']} / {r['method']}: embedding std {f['train/emb_std']:.2f}, participation ratio "
+                    f"{f.get('train/participation_ratio', float('nan')):.1f}, effective rank "
+                    f"{f.get('train/eff_rank', float('nan')):.1f}, prediction loss {f.get('train/pred_loss', float('nan')):.4f}\n")
     if notes:
         out += "\n" + "\n".join(notes) + "\n"
     return out
