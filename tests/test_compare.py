@@ -133,3 +133,31 @@ def test_a_plugin_method_joins_the_same_comparison(smoke):
     assert cell["status"] == "ok" and cell["data_used"] >= 64
     task = json.loads((run_dir / "tasks" / "TwoRoom" / "task.json").read_text())["task"]
     assert cell["pairs_fingerprint"] == pairs_fingerprint(load_pairs(Path(task["pairs_path"])))
+
+
+@pytest.mark.parametrize("name", compare.PRESETS)
+def test_every_preset_budget_is_accepted_by_its_method(name):
+    """`full` cannot run here (it needs a GPU and hours): at least every budget field it sets must exist and validate."""
+    from experiments.baselines import budget_from, dreamer, lewm, sb3
+    from lewm_agent.config import preset
+
+    cfg = compare.make_config(name)
+    assert set(cfg.methods) <= set(METHODS) and cfg.tasks
+    for task in cfg.tasks:
+        assert task in compare.TASKS
+    for method in ("lewm", "lewm-nosigreg"):
+        b = budget_from(lewm.Budget, cfg.budgets[method])
+        model = preset(b.preset).model
+        assert cfg.image_size % (b.patch_size or model.patch_size) == 0
+    budget_from(sb3.PPOBudget, cfg.budgets["sb3-ppo"])
+    budget_from(sb3.SACBudget, cfg.budgets["sb3-sac"])
+    dreamer._check_budget(budget_from(dreamer.Budget, cfg.budgets["dreamerv3"]))
+
+
+def test_unknown_budget_field_is_a_clear_error():
+    from experiments.baselines import budget_from, sb3
+
+    with pytest.raises(ValueError, match=r"Unknown budget settings \['timestep'\].*timesteps"):
+        budget_from(sb3.PPOBudget, {"timestep": 10})
+    with pytest.raises(SystemExit, match="METHOD.KEY=VALUE"):
+        compare.apply_overrides(compare.make_config("smoke"), ["sb3-ppo=3"])
