@@ -21,6 +21,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from lewm_agent.files import atomic_write_json
+
 __all__ = ["cell_key", "cell_path", "load_cell", "execute_cell", "run_cell"]
 
 
@@ -39,13 +41,6 @@ def load_cell(path: Path) -> dict[str, Any] | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _peak_memory() -> dict[str, float | None]:
@@ -128,7 +123,7 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
                       traceback=traceback.format_exc())
     record.update(_peak_memory(), seconds=time.perf_counter() - tic,
                   finished=_dt.datetime.now().isoformat(timespec="seconds"))
-    _write_json(cell_path(run_dir, task.name, method), record)
+    atomic_write_json(cell_path(run_dir, task.name, method), record, default=str)
     return record
 
 
@@ -156,5 +151,5 @@ def execute_cell(job: dict[str, Any]) -> dict[str, Any]:
         record = {"task": job["task"]["name"], "env_id": job["task"]["env_id"], "method": job["method"],
                   "key": job["key"], "budget": job["budget"], "status": "error",
                   "message": f"the cell's process {how} before saving a result (out of memory? a crash in native code?)"}
-        _write_json(path, record)
+        atomic_write_json(path, record, default=str)
     return record

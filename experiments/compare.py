@@ -36,8 +36,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments.baselines import METHODS, Task, save_pairs  # noqa: E402
+from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
 from experiments.cells import cell_key, cell_path, execute_cell, load_cell  # noqa: E402
 from experiments.report import markdown_table, write_reports  # noqa: E402
+from lewm_agent.files import atomic_write_json  # noqa: E402
 
 __all__ = ["TaskSpec", "CompareConfig", "TASKS", "PRESETS", "make_config", "prepare_task", "run", "main"]
 
@@ -90,15 +92,8 @@ class CompareConfig:
 METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "sb3-ppo", "sb3-sac", "dreamerv3"]
 
 
-def _dreamer_budgets() -> dict[str, dict[str, Any]]:
-    from experiments.baselines.dreamer import BUDGETS
-
-    return BUDGETS
-
-
 def make_config(preset: str) -> CompareConfig:
     """The named preset: ``smoke`` (tests, ~2 min), ``quick`` (default, <= 25 min on 2 CPU cores), ``full`` (GPU)."""
-    dreamer = _dreamer_budgets()
     if preset == "smoke":
         return CompareConfig(
             tasks=["TwoRoom"], methods=list(METHOD_ORDER), episodes=20, eval_episodes=6, eval_budget=30,
@@ -106,13 +101,13 @@ def make_config(preset: str) -> CompareConfig:
             budgets={"lewm": {"preset": "tiny", "steps": 30}, "lewm-nosigreg": {"preset": "tiny", "steps": 30},
                      "sb3-ppo": {"timesteps": 256, "n_envs": 2, "n_steps": 64, "n_epochs": 1},
                      "sb3-sac": {"timesteps": 160, "learning_starts": 64, "batch_size": 16},
-                     "dreamerv3": dreamer.get("smoke", {})})
+                     "dreamerv3": DREAMER_BUDGETS["smoke"]})
     if preset == "quick":
         return CompareConfig(
             tasks=["TwoRoom"], methods=list(METHOD_ORDER),
             budgets={"lewm": {"preset": "cpu", "steps": 1000}, "lewm-nosigreg": {"preset": "cpu", "steps": 1000},
                      "sb3-ppo": {"timesteps": 20_000}, "sb3-sac": {"timesteps": 1_500},
-                     "dreamerv3": dreamer.get("quick", {})})
+                     "dreamerv3": DREAMER_BUDGETS["quick"]})
     if preset == "full":
         return CompareConfig(
             tasks=list(TASKS), methods=list(METHOD_ORDER), workers=4,
@@ -120,7 +115,7 @@ def make_config(preset: str) -> CompareConfig:
                      "sb3-ppo": {"timesteps": 1_000_000, "n_envs": 8, "n_steps": 256, "batch_size": 256, "n_epochs": 10},
                      "sb3-sac": {"timesteps": 500_000, "buffer_size": 100_000, "learning_starts": 5_000,
                                  "batch_size": 256},
-                     "dreamerv3": dreamer.get("full", {})})
+                     "dreamerv3": DREAMER_BUDGETS["full"]})
     raise KeyError(f"Unknown preset {preset!r}; choose smoke, quick or full.")
 
 
@@ -211,9 +206,7 @@ def prepare_task(name: str, spec: TaskSpec, cfg: CompareConfig, run_dir: Path, p
                 pairs_path=pairs_path.resolve(), protocol=protocol, seed=cfg.seed)
     record = {"settings": settings, "task": task.to_dict(), "frames": info.num_frames,
               "collection_policy_success_rate": info.attrs.get("policy_success_rate")}
-    tmp = saved.with_name(".task.json.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=float))
-    os.replace(tmp, saved)
+    atomic_write_json(saved, record, default=float)
     return task
 
 

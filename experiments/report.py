@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 from pathlib import Path
 from typing import Any
+
+from lewm_agent.files import atomic_write_json, atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "markdown_table", "write_csv", "write_plots", "write_reports"]
 
@@ -32,12 +32,6 @@ of one batched `act` over all pairs divided by their number; a planner that repl
 steps (LeWM) has a small median and carries its planning cost in the mean. Peak memory: the
 peak resident memory of the cell's own process (training and evaluation).
 """
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
-    os.replace(tmp, path)
 
 
 def _fmt_int(n: Any) -> str:
@@ -105,7 +99,7 @@ def write_csv(path: Path, records: list[dict[str, Any]]) -> None:
         if "ci95" in r:
             row["ci95_low"], row["ci95_high"] = r["ci95"]
         writer.writerow(row)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _methods_and_tasks(ok: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
@@ -114,6 +108,21 @@ def _methods_and_tasks(ok: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
         methods += [r["method"]] if r["method"] not in methods else []
         tasks += [r["task"]] if r["task"] not in tasks else []
     return methods, tasks
+
+
+def _ci_errors(r: dict[str, Any]) -> tuple[float, float]:
+    """Distances (percentage points, >= 0) from a cell's success rate down and up to its Wilson bounds."""
+    rate, (lo, hi) = r["success_rate"], r["ci95"]
+    return max(0.0, 100 * (rate - lo)), max(0.0, 100 * (hi - rate))
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
@@ -143,18 +152,16 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
                 r = by[(t, m)]
                 xs.append(i + (j - (len(methods) - 1) / 2) * width)
                 ys.append(100 * r["success_rate"])
-                err[0].append(max(0.0, 100 * (r["success_rate"] - r["ci95"][0])))
-                err[1].append(max(0.0, 100 * (r["ci95"][1] - r["success_rate"])))
+                low, high = _ci_errors(r)
+                err[0].append(low)
+                err[1].append(high)
         ax.bar(xs, ys, width, yerr=err, capsize=3, color=colors[m], label=m)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("success rate (%), 95% Wilson CI")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_title("Success on identical start/goal pairs")
-    fig.tight_layout()
-    paths.append(plot_dir / "success.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, plot_dir / "success.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for r in ok:
@@ -162,9 +169,8 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
             ax.axhline(100 * r["success_rate"], color=colors[r["method"]], ls="--", lw=1,
                        label=f"{r['method']} ({r['task']})")
             continue
-        lo, hi = r["ci95"]
-        ax.errorbar(max(r["train_seconds"], 1e-2), 100 * r["success_rate"],
-                    yerr=[[max(0.0, 100 * (r["success_rate"] - lo))], [max(0.0, 100 * (hi - r["success_rate"]))]],
+        low, high = _ci_errors(r)
+        ax.errorbar(max(r["train_seconds"], 1e-2), 100 * r["success_rate"], yerr=[[low], [high]],
                     fmt="o", color=colors[r["method"]], capsize=3, label=f"{r['method']} ({r['task']})")
     ax.set_xscale("log")
     ax.set_xlabel("training wall-clock (s, log)")
@@ -172,10 +178,7 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
     ax.set_ylim(-3, 105)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_title("Success against training time")
-    fig.tight_layout()
-    paths.append(plot_dir / "success_vs_time.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, plot_dir / "success_vs_time.png"))
 
     fig, ax = plt.subplots(figsize=(6, max(2.4, 1.0 + 0.35 * len(ok))))
     labels = [f"{r['method']} ({r['task']})" for r in ok]
@@ -191,10 +194,7 @@ def write_plots(plot_dir: Path, records: list[dict[str, Any]]) -> list[Path]:
     ax.set_xlabel("ms per env decision (median bar; log)")
     ax.invert_yaxis()
     ax.set_title("Decision latency")
-    fig.tight_layout()
-    paths.append(plot_dir / "latency.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(_save(fig, plot_dir / "latency.png"))
     return paths
 
 
@@ -202,7 +202,7 @@ def write_reports(run_dir: Path, records: list[dict[str, Any]], header: dict[str
     """Write results.json (header + every record), results.csv, results.md and plots/ under ``run_dir``."""
     run_dir = Path(run_dir)
     plots = write_plots(run_dir / "plots", records)
-    _atomic_write(run_dir / "results.json", json.dumps({**header, "cells": records}, indent=2, default=str))
+    atomic_write_json(run_dir / "results.json", {**header, "cells": records}, default=str)
     write_csv(run_dir / "results.csv", records)
     md = [f"# Comparison `{header.get('run_name', run_dir.name)}`\n",
           f"{header.get('date', '')}, {header.get('machine', {}).get('summary', '')}. "
@@ -212,5 +212,5 @@ def write_reports(run_dir: Path, records: list[dict[str, Any]], header: dict[str
     videos = [v for r in records for v in r.get("videos", [])[:1]]
     if videos:
         md.append("\nVideos (observation | goal, green border once solved): " + ", ".join(f"[{v}]({v})" for v in videos) + "\n")
-    _atomic_write(run_dir / "results.md", "\n".join(md))
+    atomic_write_text(run_dir / "results.md", "\n".join(md))
     return {"json": run_dir / "results.json", "csv": run_dir / "results.csv", "md": run_dir / "results.md"}

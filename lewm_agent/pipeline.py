@@ -7,7 +7,6 @@ last checkpoint, and a finished stage is not redone. ``lewm run`` and the exampl
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -19,14 +18,9 @@ from .agent import LeWMAgent
 from .config import PlanConfig, Preset, replace
 from .data import DatasetError, Episodes, collect, load_episodes, validate_episode_file
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
+from .files import atomic_write_json
 
 __all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline"]
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = None) -> tuple[Episodes, np.ndarray, str]:
@@ -139,5 +133,5 @@ def run_pipeline(
     result["data"] = {"path": str(data_path), "episodes": info.num_episodes, "frames": info.num_frames,
                       "policy": policy, "policy_success_rate": info.attrs.get("policy_success_rate")}
     result["timings"] = timings
-    _atomic_json(out_dir / "eval.json", result)
+    atomic_write_json(out_dir / "eval.json", result)
     return result

@@ -19,6 +19,7 @@ Adding your own agent takes a few lines when it already follows Stable-Baselines
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +29,8 @@ import numpy as np
 
 from lewm_agent.evaluation import EvalProtocol, StartGoalPair
 
-__all__ = ["Task", "CellContext", "Trained", "Method", "PredictorActor", "MethodUnavailable", "load_pairs", "save_pairs",
-           "pairs_fingerprint", "budget_from"]
+__all__ = ["Task", "CellContext", "Trained", "Method", "PredictorActor", "MethodUnavailable", "TrainClock", "load_pairs",
+           "save_pairs", "pairs_fingerprint", "budget_from"]
 
 
 class MethodUnavailable(RuntimeError):
@@ -156,6 +157,35 @@ class PredictorActor:
         if self.low is not None:
             actions = np.clip(actions, self.low, self.high)
         return actions
+
+
+class TrainClock:
+    """A cell's training wall-clock, summed over the attempts that resumed it: ``<dir>/train_seconds.json``.
+
+    ``{"seconds": total, ...}`` plus whatever the method stores beside it (e.g. LeWM's final losses).
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / "train_seconds.json"
+
+    def read(self) -> dict[str, Any]:
+        """The stored record, ``{}`` when none was written."""
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    @property
+    def seconds(self) -> float:
+        """Seconds recorded so far (0 when none)."""
+        return float(self.read().get("seconds", 0.0))
+
+    def add(self, seconds: float, **extra: Any) -> None:
+        """Add ``seconds`` to the total and store ``extra`` beside it (atomically)."""
+        from lewm_agent.files import atomic_write_json
+
+        atomic_write_json(self.path, {**self.read(), **extra, "seconds": self.seconds + seconds})
+
+    def reset(self) -> None:
+        """Forget earlier attempts (a training that restarts from scratch)."""
+        self.path.unlink(missing_ok=True)
 
 
 def save_pairs(path: Path, pairs: list[StartGoalPair]) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import register
-from .base import CellContext, MethodUnavailable, Task, Trained, budget_from
+from .base import CellContext, MethodUnavailable, Task, TrainClock, Trained, budget_from
 
 __all__ = ["Budget", "BUDGETS", "MODEL_SIZES", "DreamerActor", "dreamerv3", "load_actor", "make_task_env",
            "scalar_logger", "sheeprl_overrides"]
@@ -502,14 +502,14 @@ def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     work_root = Path(ctx.work_dir) / "sheeprl"
     run_dir = work_root / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
-    clock = run_dir / "train_seconds.json"
+    clock = TrainClock(run_dir)
     final_step = (b.env_steps // b.num_envs) * b.num_envs
 
     ckpts = _checkpoints(run_dir)
     reused = bool(ckpts) and ckpts[-1][0] >= final_step
     if not reused:
-        seconds = json.loads(clock.read_text())["seconds"] if clock.exists() and ckpts else 0.0
         if not ckpts:  # a fresh start: drop what an earlier attempt left before its first checkpoint
+            clock.reset()
             for old in Path(ctx.tb_dir).glob("events.out.tfevents.*"):
                 old.unlink()  # its curves would overlap the new ones
             for old in run_dir.glob("version_*"):
@@ -521,7 +521,7 @@ def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
             _train(cfg, device_overrides, ckpts[-1][1] if ckpts else None, run_dir / "sheeprl.log", ctx.progress,
                    final_step, ckpts[-1][0] if ckpts else 0)
         finally:  # an interrupted attempt's time counts too: the resumed run repeats what followed its checkpoint
-            clock.write_text(json.dumps({"seconds": seconds + time.perf_counter() - tic}))
+            clock.add(time.perf_counter() - tic)
         ckpts = _checkpoints(run_dir)
         if not ckpts or ckpts[-1][0] < final_step:
             raise RuntimeError(f"sheeprl finished without its final checkpoint (step {final_step}) in {run_dir}; "
@@ -530,7 +530,7 @@ def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
         for version in run_dir.glob("version_*"):
             for sub in ("memmap_buffer", "checkpoint_buffers"):
                 shutil.rmtree(version / sub, ignore_errors=True)
-    seconds = json.loads(clock.read_text())["seconds"] if clock.exists() else float("nan")
+    seconds = clock.read().get("seconds", float("nan"))
     step, ckpt = ckpts[-1]
     actor, cfg, state, params = load_actor(ckpt, ctx.device, b.precision, seed=task.seed)
     return Trained(

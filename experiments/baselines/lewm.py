@@ -7,7 +7,7 @@ SIGReg's weight set to 0, the ablation whose embeddings are expected to collapse
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import register
-from .base import CellContext, Task, Trained, budget_from
+from .base import CellContext, Task, TrainClock, Trained, budget_from
 
 __all__ = ["Budget", "train_lewm", "lewm", "lewm_nosigreg"]
 
@@ -62,18 +62,13 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
 
     work = ctx.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    clock = work / "train_seconds.json"
-    seconds = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
-    final: dict[str, float] = {}
+    clock = TrainClock(work)
     if not (work / "agent" / "config.json").exists():
         tic = time.perf_counter()
         result = train(task.data_path, work, model_cfg, train_cfg, p.plan,
                        resume=(work / "checkpoint" / "config.json").exists(), progress=ctx.progress, tb_dir=ctx.tb_dir)
-        seconds += time.perf_counter() - tic
-        clock.write_text(json.dumps({"seconds": seconds, "final": result.final}))
-        final = result.final
-    elif clock.exists():
-        final = json.loads(clock.read_text()).get("final", {})
+        clock.add(time.perf_counter() - tic, final=result.final)
+    record = clock.read()
     agent = LeWMAgent.load(work / "agent", device=ctx.device)
     val = [int(i) for i in agent.metadata["val_episodes"]]
     if val != list(task.held_out_episodes):
@@ -84,11 +79,11 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
     with h5py.File(task.data_path, "r") as f:
         ep_len = np.asarray(f["ep_len"])
     frames = int(ep_len[task.train_episodes].sum())
-    return Trained(actor=agent, data_used=frames, data_kind="offline transitions", train_seconds=seconds,
-                   params=sum(p.numel() for p in agent.model.parameters()),
+    return Trained(actor=agent, data_used=frames, data_kind="offline transitions",
+                   train_seconds=float(record.get("seconds", 0.0)), params=sum(p.numel() for p in agent.model.parameters()),
                    extra={"param_breakdown": agent.model.num_params(), "preset": b.preset, "steps": train_cfg.steps, "batch_size": train_cfg.batch_size,
-                          "sigreg_lambda": model_cfg.sigreg_lambda, "final": final,
-                          "plan": agent.plan_cfg.__dict__ if hasattr(agent.plan_cfg, "__dict__") else None})
+                          "sigreg_lambda": model_cfg.sigreg_lambda, "final": record.get("final", {}),
+                          "plan": dataclasses.asdict(agent.plan_cfg)})
 
 
 @register("lewm")

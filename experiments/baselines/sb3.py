@@ -10,7 +10,6 @@ cell resumes (SAC's replay buffer is not saved: it restarts empty).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import register
-from .base import CellContext, MethodUnavailable, PredictorActor, Task, Trained, budget_from
+from .base import CellContext, MethodUnavailable, PredictorActor, Task, TrainClock, Trained, budget_from
 
 __all__ = ["PPOBudget", "SACBudget", "train_sb3", "sb3_ppo", "sb3_sac"]
 
@@ -99,8 +98,7 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
     cls = sb3.PPO if algo == "ppo" else sb3.SAC
     work = ctx.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    final, ckpt, clock = work / "model.zip", work / "checkpoint.zip", work / "train_seconds.json"
-    seconds = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    final, ckpt, clock = work / "model.zip", work / "checkpoint.zip", TrainClock(work)
     n_envs = b.n_envs if algo == "ppo" else 1
     horizon = task.protocol.budget
 
@@ -126,15 +124,14 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
         done = model.num_timesteps
         callback = _progress_callback(b.timesteps, done, b.save_every, ckpt, ctx.progress)
         model.learn(total_timesteps=max(b.timesteps - done, 0), callback=callback, reset_num_timesteps=done == 0)
-        seconds += time.perf_counter() - tic
         _save(model, final)
-        clock.write_text(json.dumps({"seconds": seconds}))
+        clock.add(time.perf_counter() - tic)
         ckpt.unlink(missing_ok=True)
     vec.close()
     space = model.action_space
     params = sum(p.numel() for p in model.policy.parameters() if p.requires_grad)
     return Trained(actor=PredictorActor(model, deterministic=True, action_low=space.low, action_high=space.high),
-                   data_used=int(model.num_timesteps), data_kind="env interactions", train_seconds=seconds,
+                   data_used=int(model.num_timesteps), data_kind="env interactions", train_seconds=clock.seconds,
                    params=params, extra={"algo": algo, "budget": asdict(b), "device": str(model.device),
                                          "train_horizon": horizon, "policy": "MultiInputPolicy (NatureCNN per image)"})
 
