@@ -104,9 +104,9 @@ def test_paper_preset_parameter_counts_train_step_and_plan():
         z = m.encode(px[:1])  # (1, T, D)
         z_goal = z[:, -1]
         ctx, a_ctx = z[:, :p.model.history], a[:1, : p.model.history - 1]
-        S = p.plan.samples
 
-        def cost(actions):
+        def cost(actions):  # S varies: the planner also scores its final mean alone (S=1)
+            S = actions.shape[1]
             flat = actions.reshape(S, p.plan.horizon, -1)
             pred = m.rollout(ctx.expand(S, -1, -1), a_ctx.expand(S, -1, -1), flat)
             return latent_goal_cost(pred, z_goal).view(1, S)
