@@ -22,6 +22,9 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "PlanConfig",
+    "CEMConfig",
+    "MPPIConfig",
+    "GradConfig",
     "PRESETS",
     "preset",
 ]
@@ -146,18 +149,132 @@ class TrainConfig:
     """bf16 autocast on CUDA (the reference's precision). On CPU see ``cpu_bf16``."""
     cpu_bf16: bool = False
     """bf16 autocast on CPU too (faster on CPUs with AVX-512 bf16; off by default)."""
+    prefetch: bool = True
+    """Build the next batches in a background thread while the current step runs (same batches)."""
+
+
+PLANNERS = ("cem", "mppi", "adam")
+PLAN_MODES = ("plan", "policy")
+
+
+@dataclass
+class CEMConfig:
+    """What :func:`lewm_agent.planning.cem_plan` needs, and nothing else.
+
+    Plain CEM (the LeWM reference) is ``noise_beta=0, keep_elites=0, sample_decay=1,
+    early_stop_std=0, select="mean"``. The iCEM options (Pinneri et al. 2020) spend fewer model
+    calls per good plan: coloured noise, elites carried across iterations, fewer samples in
+    later iterations, and a stop once the elites agree.
+    """
+
+    samples: int = 300
+    """Sequences sampled per iteration per environment (the first iteration's count)."""
+    iterations: int = 30
+    """Maximum number of iterations."""
+    elites: int = 30
+    """Lowest-cost samples that refit the mean and std."""
+    init_std: float = 1.0
+    """Initial std of the sampling distribution, in normalised action units."""
+    min_std: float = 0.0
+    """Floor on the std after each refit (0 = none, as in the reference)."""
+    noise_beta: float = 0.0
+    """Exponent of the noise's power spectrum over the horizon, 1/f^beta (0 = white, reference)."""
+    keep_elites: int = 0
+    """Best elites of the last iteration carried into the next one with their known costs (not
+    scored again, so they cost no model calls; iCEM keeps a fraction)."""
+    sample_decay: float = 1.0
+    """Iteration i scores ``max(min(2 * elites, samples), int(samples / sample_decay**i))`` new
+    sequences (1 = constant; iteration 0 always scores ``samples``)."""
+    early_stop_std: float = 0.0
+    """Stop once every env's mean elite std (before the min_std floor) falls below this
+    (normalised units; 0 = never)."""
+    select: str = "mean"
+    """The returned plan: ``mean`` (the final mean, reference) or ``best`` (lowest-cost sequence scored)."""
+
+    def validate(self) -> "CEMConfig":
+        if self.samples < 1 or self.iterations < 1:
+            raise ValueError("CEMConfig.samples and iterations must be >= 1.")
+        if not 1 <= self.elites <= self.samples:
+            raise ValueError(f"CEMConfig.elites={self.elites} must be in [1, samples={self.samples}].")
+        if not 0 <= self.keep_elites <= self.elites:
+            raise ValueError(f"CEMConfig.keep_elites={self.keep_elites} must be in [0, elites={self.elites}].")
+        if self.sample_decay < 1.0:
+            raise ValueError(f"CEMConfig.sample_decay={self.sample_decay} must be >= 1 (1 = constant sample count).")
+        if self.init_std <= 0 or self.min_std < 0 or self.early_stop_std < 0 or self.noise_beta < 0:
+            raise ValueError("CEMConfig: init_std must be > 0; min_std, early_stop_std and noise_beta >= 0.")
+        if self.select not in ("mean", "best"):
+            raise ValueError(f"CEMConfig.select={self.select!r}: choose 'mean' or 'best'.")
+        return self
+
+
+@dataclass
+class MPPIConfig:
+    """Model-predictive path integral: a softmax-weighted mean of all samples instead of elites."""
+
+    samples: int = 300
+    """Sequences sampled per iteration per environment."""
+    iterations: int = 10
+    """Iterations."""
+    init_std: float = 1.0
+    """Initial std of the sampling distribution (normalised units)."""
+    min_std: float = 0.05
+    """Floor on the std after each refit."""
+    temperature: float = 0.1
+    """Softmax temperature, relative to the cost spread of each env (scale-free): weights are
+    ``softmax(-(c - c_min) / (temperature * (c_median - c_min) + eps))``."""
+    select: str = "mean"
+    """``mean`` (the final weighted mean) or ``best`` (lowest-cost sequence scored)."""
+
+    def validate(self) -> "MPPIConfig":
+        if self.samples < 2 or self.iterations < 1:
+            raise ValueError("MPPIConfig.samples must be >= 2 and iterations >= 1.")
+        if self.temperature <= 0 or self.init_std <= 0 or self.min_std < 0:
+            raise ValueError("MPPIConfig: temperature and init_std must be > 0, min_std >= 0.")
+        if self.select not in ("mean", "best"):
+            raise ValueError(f"MPPIConfig.select={self.select!r}: choose 'mean' or 'best'.")
+        return self
+
+
+@dataclass
+class GradConfig:
+    """Gradient planner: Adam on the action sequences through the differentiable model (paper: lr 0.1,
+    30 steps, 100 samples)."""
+
+    samples: int = 100
+    """Sequences optimised in parallel per environment (the first is the initial mean)."""
+    iterations: int = 30
+    """Adam steps."""
+    lr: float = 0.1
+    """Adam learning rate (normalised action units)."""
+    init_std: float = 1.0
+    """Std of the initial perturbations around the mean."""
+
+    def validate(self) -> "GradConfig":
+        if self.samples < 1 or self.iterations < 1 or self.lr <= 0 or self.init_std < 0:
+            raise ValueError("GradConfig: samples and iterations must be >= 1, lr > 0, init_std >= 0.")
+        return self
 
 
 @dataclass
 class PlanConfig:
-    """Latent CEM-MPC settings (LeWM defaults)."""
+    """How the agent decides: latent MPC with a planner (CEM by default), or a learned policy.
 
+    Planner-specific fields are shared where they mean the same thing (``samples``,
+    ``iterations``, ``init_std``, ``min_std``, ``select``); :meth:`cem`, :meth:`mppi` and
+    :meth:`grad` cut out the config each planner takes.
+    """
+
+    planner: str = "cem"
+    """``cem`` (iCEM options below), ``mppi``, or ``adam`` (gradient descent through the model)."""
+    mode: str = "plan"
+    """``plan``: the planner decides (warm-started by the policy if the agent has one and
+    ``policy_warm_start``); ``policy``: the agent's latent policy acts alone (milliseconds)."""
     samples: int = 300
-    """Action sequences sampled per CEM iteration per environment."""
+    """Action sequences sampled per iteration per environment."""
     iterations: int = 30
-    """CEM iterations (paper: 30 for PushT, 10 elsewhere)."""
+    """Planner iterations (paper: 30 for PushT, 10 elsewhere)."""
     elites: int = 30
-    """Lowest-cost samples that refit the mean and std."""
+    """CEM: lowest-cost samples that refit the mean and std."""
     horizon: int = 5
     """Planning horizon in action blocks (x frameskip env steps)."""
     receding_horizon: int = 5
@@ -166,16 +283,50 @@ class PlanConfig:
     """Initial std of the sampling distribution, in normalised action units."""
     min_std: float = 0.0
     """Floor on the std after each refit (0 = none, as in the reference)."""
+    noise_beta: float = 0.0
+    """CEM: coloured-noise exponent over the horizon (0 = white, reference; iCEM uses 2-2.5)."""
+    keep_elites: int = 0
+    """CEM: elites carried into the next iteration (0 = none, reference)."""
+    sample_decay: float = 1.0
+    """CEM: iteration i scores ``max(min(2 * elites, samples), int(samples / sample_decay**i))`` (1 = constant)."""
+    early_stop_std: float = 0.0
+    """CEM: stop when every env's mean elite std falls below this (0 = never)."""
+    select: str = "mean"
+    """The returned plan: ``mean`` (reference) or ``best`` (lowest-cost sequence scored)."""
+    temperature: float = 0.1
+    """MPPI: softmax temperature relative to each env's cost spread."""
+    lr: float = 0.1
+    """Adam planner: learning rate."""
     cost: str = "terminal"
     """``terminal``: ||z_H - z_goal||^2 (reference); ``all``: summed over every step."""
     warm_start: bool = True
     """Start the next plan's mean from the unexecuted tail of the last one."""
+    policy_warm_start: bool = True
+    """If the agent has a latent policy, start each plan's mean from the policy's proposal."""
     seed: int = 0
     """Seed of the planner's sampling generator (reset with the agent)."""
 
+    def cem(self) -> CEMConfig:
+        """The CEM-only config of this plan config."""
+        return CEMConfig(samples=self.samples, iterations=self.iterations, elites=self.elites,
+                         init_std=self.init_std, min_std=self.min_std, noise_beta=self.noise_beta,
+                         keep_elites=self.keep_elites, sample_decay=self.sample_decay,
+                         early_stop_std=self.early_stop_std, select=self.select)
+
+    def mppi(self) -> MPPIConfig:
+        """The MPPI-only config of this plan config."""
+        return MPPIConfig(samples=self.samples, iterations=self.iterations, init_std=self.init_std,
+                          min_std=self.min_std, temperature=self.temperature, select=self.select)
+
+    def grad(self) -> GradConfig:
+        """The Adam-planner config of this plan config."""
+        return GradConfig(samples=self.samples, iterations=self.iterations, lr=self.lr, init_std=self.init_std)
+
     def validate(self) -> "PlanConfig":
-        if self.elites > self.samples:
-            raise ValueError(f"PlanConfig.elites={self.elites} exceeds samples={self.samples}.")
+        if self.planner not in PLANNERS:
+            raise ValueError(f"PlanConfig.planner={self.planner!r}: choose one of {list(PLANNERS)}.")
+        if self.mode not in PLAN_MODES:
+            raise ValueError(f"PlanConfig.mode={self.mode!r}: choose one of {list(PLAN_MODES)}.")
         if not 1 <= self.receding_horizon <= self.horizon:
             raise ValueError(
                 f"PlanConfig.receding_horizon={self.receding_horizon} must be in [1, horizon={self.horizon}]."
@@ -184,6 +335,9 @@ class PlanConfig:
             raise ValueError(f"PlanConfig.cost={self.cost!r}: choose 'terminal' or 'all'.")
         if self.samples < 1 or self.iterations < 1 or self.horizon < 1:
             raise ValueError("PlanConfig.samples, iterations and horizon must be >= 1.")
+        if self.elites > self.samples:
+            raise ValueError(f"PlanConfig.elites={self.elites} exceeds samples={self.samples}.")
+        {"cem": self.cem, "mppi": self.mppi, "adam": self.grad}[self.planner]().validate()
         return self
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from .encoder import ViTEncoder
 from .predictor import Predictor
+from .rollout import rollout_samples
 from .sigreg import SIGReg
 
 
@@ -47,24 +48,38 @@ class LeWM(nn.Module):
 
         Returns:
             (B, H, D): the predicted latents after each planned block. The predictor sees at most
-            ``history`` latents (a sliding window), one predictor call per step.
+            ``history`` latents (a sliding window).
         """
-        B, c, _ = z_context.shape
-        H = a_plan.shape[1]
-        z_seq = list(z_context.unbind(1))
-        a_seq = list(a_context.unbind(1)) if a_context is not None and c > 1 else []
-        if len(a_seq) != c - 1:
-            raise ValueError(f"rollout: {c} context latents need {c - 1} context action blocks, got {len(a_seq)}.")
+        return self.rollout_samples(z_context, a_context, a_plan.unsqueeze(1)).squeeze(1)
+
+    def rollout_samples(self, z_context: torch.Tensor, a_context: torch.Tensor | None, a_plan: torch.Tensor) -> torch.Tensor:
+        """:meth:`rollout` for S candidate plans per context, as a planner scores them.
+
+        Args:
+            z_context: (E, c, D); a_context: (E, c-1, k*A) or None; a_plan: (E, S, H, k*A).
+
+        Returns:
+            (E, S, H, D). In eval mode the work shared by the S samples (the context tokens) is
+            done once per env and nothing is computed twice (see :mod:`.rollout`); in training
+            mode (dropout active) each window goes through :meth:`predict`.
+        """
+        if not self.training:
+            return rollout_samples(self.predictor, z_context, a_context, a_plan)
+        E, S, H, Ad = a_plan.shape
+        c = z_context.shape[1]
+        if (0 if a_context is None else a_context.shape[1]) != c - 1:
+            raise ValueError(f"rollout: {c} context latents need {c - 1} context action blocks.")
+        z_seq = list(z_context.repeat_interleave(S, dim=0).unbind(1))
+        a_seq = list(a_context.repeat_interleave(S, dim=0).unbind(1)) if c > 1 else []
+        flat = a_plan.reshape(E * S, H, Ad)
         preds = []
         for h in range(H):
-            a_seq.append(a_plan[:, h])
+            a_seq.append(flat[:, h])
             w = min(len(z_seq), self.cfg.history)
-            z_win = torch.stack(z_seq[-w:], dim=1)  # (B, w, D)
-            a_win = torch.stack(a_seq[-w:], dim=1)  # (B, w, k*A)
-            z_next = self.predict(z_win, a_win)[:, -1]  # (B, D)
+            z_next = self.predict(torch.stack(z_seq[-w:], dim=1), torch.stack(a_seq[-w:], dim=1))[:, -1]  # (E*S, D)
             z_seq.append(z_next)
             preds.append(z_next)
-        return torch.stack(preds, dim=1)  # (B, H, D)
+        return torch.stack(preds, dim=1).view(E, S, H, -1)
 
     def forward(self, pixels: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Alias of :meth:`loss` so that DistributedDataParallel's hooks see the call."""
