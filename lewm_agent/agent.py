@@ -1,4 +1,4 @@
-"""LeWMAgent: a trained LeWM world model that acts by latent CEM-MPC toward a goal image.
+"""LeWMAgent: a trained LeWM world model that acts by latent MPC toward a goal image.
 
     agent = LeWMAgent.load("runs/tworoom/agent")      # device="auto"
     agent.reset()                                     # new episode: clears plans and history
@@ -8,14 +8,21 @@
 ``predict`` follows Stable-Baselines3's ``PolicyPredictor`` protocol, so
 ``stable_baselines3.common.evaluation.evaluate_policy(agent, vec_env)`` works unchanged.
 
-How one decision is made, for N environments at once:
+How one decision is made, for N environments at once (each env's episode lives in one
+:class:`EnvState`):
 1. goals: any env whose goal image changed since the last call has it encoded (once per episode);
 2. history: at every action-block boundary (each ``frameskip`` env steps) the observation is
    encoded, if the predictor needs more than one latent of history;
-3. plan: every env whose queue of planned actions is empty is planned for, all together: the
-   N_plan x samples candidate sequences go through the predictor in one call per rollout step;
-4. act: each env pops its next action. ``receding_horizon`` blocks are queued per plan; the
-   unexecuted tail warm-starts the next plan's mean.
+3. decide for every env whose queue of actions is empty, all together: ``mode="plan"`` runs the
+   planner (``PlanConfig.planner``: CEM/iCEM, MPPI or Adam) on the N_plan x samples candidate
+   sequences, scored by the predictor's rollout (:meth:`LeWM.rollout_samples`) in one call per
+   iteration; ``mode="policy"`` asks the latent policy instead (no search). The planner's mean
+   starts from the policy's proposal if the agent has a policy, else from the last plan's tail;
+4. act: each env pops its next action. ``receding_horizon`` blocks are queued per decision.
+
+Planning diagnostics (per plan call: final elite cost, best cost, std, iterations, seconds) are
+kept in :attr:`LeWMAgent.last_plan` and written to TensorBoard as ``plan/*`` after
+:meth:`LeWMAgent.log_to`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +42,12 @@ from . import __version__
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, config_from_dict, replace
 from .model import LeWM
-from .planning import cem_plan, latent_goal_cost
+from .planning import PlanResult, latent_goal_cost, plan
+from .precision import autocast, resolve_precision
 
-__all__ = ["LeWMAgent", "resolve_device"]
+__all__ = ["LeWMAgent", "EnvState", "resolve_device"]
+
+POLICY_PREFIX = "policy."
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -45,17 +57,42 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+@dataclass
+class EnvState:
+    """One environment's episode as the agent sees it."""
+
+    queue: deque = field(default_factory=deque)
+    """Env actions (A,) decided and not yet executed."""
+    warm: torch.Tensor | None = None
+    """(H, Ad) warm-start mean for the next plan: the unexecuted tail of the last one."""
+    t: int = 0
+    """Env steps since the episode began."""
+    z_hist: list = field(default_factory=list)
+    """Latents (D,) at the last ``history`` block boundaries, oldest first."""
+    a_hist: list = field(default_factory=list)
+    """Executed action blocks (Ad,) between consecutive ``z_hist`` latents."""
+    block: list = field(default_factory=list)
+    """Normalised actions (A,) executed since the last block boundary."""
+    goal_img: np.ndarray | None = None
+    """The goal image of this episode, to notice a new goal."""
+    z_goal: torch.Tensor | None = None
+    """(D,) latent of the goal image."""
+
+
 class LeWMAgent:
-    """Goal-image-conditioned agent planning in LeWM's latent space.
+    """Goal-image-conditioned agent acting in LeWM's latent space.
 
     Args:
         model: a trained :class:`LeWM` (put in eval mode here).
         action_mean, action_std: (A,) dataset statistics; the model plans in normalised units.
         action_low, action_high: (A,) bounds of the env's action space; executed actions are clipped.
         obs_shape: (H, W, 3) shape of the observations (``pixels`` and ``goal``) this agent accepts.
-        plan: CEM-MPC settings.
+        plan: planner / MPC settings.
         device: ``auto``, ``cpu``, ``cuda``, ...
         metadata: free-form, JSON-able information saved with the agent (env id, data, training).
+        policy: optional latent policy (:class:`lewm_agent.policy.LatentPolicy`) that proposes
+            ``(N, horizon, Ad)`` normalised action blocks from (z, z_goal); it warm-starts the
+            planner and acts alone when ``plan.mode == "policy"``.
     """
 
     def __init__(
@@ -69,12 +106,20 @@ class LeWMAgent:
         plan: PlanConfig | None = None,
         device: str | torch.device = "auto",
         metadata: dict[str, Any] | None = None,
+        policy: torch.nn.Module | None = None,
     ):
         cfg = model.cfg
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.plan_cfg = (plan or PlanConfig()).validate()
         self.metadata = dict(metadata or {})
+        self.policy = policy.to(self.device).eval() if policy is not None else None
+        if self.plan_cfg.mode == "policy" and self.policy is None:
+            raise ValueError("LeWMAgent: PlanConfig.mode='policy' needs a latent policy; train one with "
+                             "`lewm policy AGENT_DIR` (lewm_agent.policy.fit_policy) or use mode='plan'.")
+        if self.policy is not None and getattr(self.policy, "horizon", self.plan_cfg.horizon) < self.plan_cfg.horizon:
+            raise ValueError(f"LeWMAgent: the policy proposes {self.policy.horizon} blocks but PlanConfig.horizon="
+                             f"{self.plan_cfg.horizon}; plan with horizon <= {self.policy.horizon} or retrain the policy.")
         A = cfg.action_dim
         arrays = {"action_mean": action_mean, "action_std": action_std, "action_low": action_low, "action_high": action_high}
         for name, arr in arrays.items():
@@ -89,6 +134,8 @@ class LeWMAgent:
         self.obs_shape = tuple(int(s) for s in obs_shape)
         if len(self.obs_shape) != 3 or self.obs_shape[2] != 3:
             raise ValueError(f"LeWMAgent: obs_shape must be (H, W, 3), got {self.obs_shape}.")
+        self.precision = resolve_precision(self.plan_cfg.precision, self.device)
+        """``fp32`` or ``bf16``: the arithmetic actually used (``PlanConfig.precision`` resolved)."""
         # bounds of one action block in normalised units, for the planner's clamp
         fs = cfg.frameskip
         lo = (self.action_low - self.action_mean) / self.action_std
@@ -96,7 +143,16 @@ class LeWMAgent:
         self._block_low = torch.as_tensor(np.tile(lo, fs), device=self.device)
         self._block_high = torch.as_tensor(np.tile(hi, fs), device=self.device)
         self.num_plans = 0
+        """Env decisions made by the planner or the policy since construction."""
         self.plan_seconds = 0.0
+        """Wall-clock spent in those decisions (s)."""
+        self.encoded_images = 0
+        """Images encoded since construction (goals and observations)."""
+        self.decide_calls = 0
+        """Batched decision calls (one per group of envs deciding together)."""
+        self.last_plan: dict[str, Any] = {}
+        """Diagnostics of the last decision call (see :meth:`_log_plan`)."""
+        self._writer = None
         self.reset()
 
     # ------------------------------------------------------------------ persistence
@@ -110,8 +166,19 @@ class LeWMAgent:
             agent_cfg = config["agent"]
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"Checkpoint config {Path(path) / 'config.json'} is malformed: {e}") from e
+        policy_state = {k[len(POLICY_PREFIX):]: v for k, v in state_dict.items() if k.startswith(POLICY_PREFIX)}
+        model_state = {k: v for k, v in state_dict.items() if not k.startswith(POLICY_PREFIX)}
         model = LeWM(model_cfg)
-        load_state_checked(model, state_dict, where=f"checkpoint {path}")
+        load_state_checked(model, model_state, where=f"checkpoint {path}")
+        policy = None
+        if config.get("policy"):
+            from .policy import LatentPolicy
+
+            try:
+                policy = LatentPolicy.from_config_dict(config["policy"])
+            except ValueError as e:
+                raise CheckpointError(f"Checkpoint {path}: policy config is malformed: {e}") from e
+            load_state_checked(policy, policy_state, where=f"checkpoint {path} (policy)")
         return cls(
             model,
             action_mean=np.asarray(agent_cfg["action_mean"]),
@@ -122,15 +189,20 @@ class LeWMAgent:
             plan=plan_cfg,
             device=device,
             metadata=config.get("metadata", {}),
+            policy=policy,
         )
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` to directory ``path`` (atomically)."""
+        """Write ``config.json`` + ``model.safetensors`` (model and policy weights) to directory ``path`` (atomically)."""
         config = self.checkpoint_config(
             self.model.cfg, self.plan_cfg, self.action_mean, self.action_std,
             self.action_low, self.action_high, self.obs_shape, self.metadata,
         )
-        return write_checkpoint(path, config, self.model.state_dict())
+        state = dict(self.model.state_dict())
+        if self.policy is not None:
+            config["policy"] = self.policy.config_dict()
+            state.update({POLICY_PREFIX + k: v for k, v in self.policy.state_dict().items()})
+        return write_checkpoint(path, config, state)
 
     @staticmethod
     def checkpoint_config(
@@ -159,31 +231,16 @@ class LeWMAgent:
             "metadata": metadata,
         }
 
+    def log_to(self, writer: Any) -> None:
+        """Write planning diagnostics to a TensorBoard ``SummaryWriter`` (``plan/*``), one point per decision call."""
+        self._writer = writer
+
     # ------------------------------------------------------------------ episode state
     def reset(self, num_envs: int | None = None) -> None:
         """Start new episodes: clear plan queues, history and cached goals; reseed the planner."""
-        self._n = num_envs or 0
         self._generator = torch.Generator(device=self.device)
         self._generator.manual_seed(self.plan_cfg.seed)
-        self._init_state(self._n)
-
-    def _init_state(self, n: int) -> None:
-        cfg = self.model.cfg
-        self._n = n
-        self._queue: list[list[np.ndarray]] = [[] for _ in range(n)]  # env actions waiting to run
-        self._warm: list[torch.Tensor | None] = [None] * n  # (H, Ad) warm-start mean
-        self._t = np.zeros(n, dtype=np.int64)  # env steps since reset
-        self._z_hist: list[list[torch.Tensor]] = [[] for _ in range(n)]  # latents at block boundaries
-        self._a_hist: list[list[torch.Tensor]] = [[] for _ in range(n)]  # executed blocks between them
-        self._cur_block: list[list[np.ndarray]] = [[] for _ in range(n)]  # normalised actions of this block
-        self._goal_img: list[np.ndarray | None] = [None] * n
-        self._z_goal = torch.zeros(n, cfg.latent_dim, device=self.device)
-
-    def _reset_envs(self, idx: np.ndarray) -> None:
-        for i in idx:
-            self._queue[i], self._warm[i], self._t[i] = [], None, 0
-            self._z_hist[i], self._a_hist[i], self._cur_block[i] = [], [], []
-            self._goal_img[i] = None
+        self.envs: list[EnvState] = [EnvState() for _ in range(num_envs or 0)]
 
     # ------------------------------------------------------------------ acting
     def _check_obs(self, obs: Any) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -214,13 +271,12 @@ class LeWMAgent:
         return pixels, goal, batched
 
     @torch.inference_mode()
-    def _encode(self, images: np.ndarray) -> torch.Tensor:
+    def encode(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 images (N, H, W, 3) -> float32 latents (N, D) on the agent's device."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        with self._autocast():
+        self.encoded_images += len(x)
+        with autocast(self.precision, self.device):
             return self.model.encode(x).float()
-
-    def _autocast(self):
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Next action(s): ``obs`` holds uint8 ``pixels`` and ``goal`` of (H, W, 3) or (N, H, W, 3).
@@ -229,87 +285,137 @@ class LeWMAgent:
         """
         pixels, goal, batched = self._check_obs(obs)
         n = pixels.shape[0]
-        if n != self._n:
-            self._init_state(n)
-        fs, history = self.model.cfg.frameskip, self.model.cfg.history
+        if n != len(self.envs):
+            self.envs = [EnvState() for _ in range(n)]
+        envs, fs, history = self.envs, self.model.cfg.frameskip, self.model.cfg.history
 
         # 1. goals: encode only the goal images that changed (once per episode)
-        changed = [i for i in range(n) if self._goal_img[i] is None or not np.array_equal(self._goal_img[i], goal[i])]
+        changed = [i for i, e in enumerate(envs) if e.goal_img is None or not np.array_equal(e.goal_img, goal[i])]
         if changed:
-            self._z_goal[changed] = self._encode(goal[changed])
-            for i in changed:
-                self._goal_img[i] = goal[i].copy()
+            z_goal = self.encode(goal[changed])
+            for j, i in enumerate(changed):
+                envs[i].goal_img, envs[i].z_goal = goal[i].copy(), z_goal[j]
 
         # 2. history: latents at block boundaries (only needed beyond the current frame if history > 1).
-        # Plans hold receding_horizon * frameskip actions, so replanning always falls on a boundary too.
-        at_boundary = self._t % fs == 0
-        need_plan = np.array([len(q) == 0 for q in self._queue])
-        need_latent = np.flatnonzero(need_plan | (at_boundary & (history > 1)))
-        if len(need_latent):
-            z = self._encode(pixels[need_latent])
-            for j, i in enumerate(need_latent):
-                if self._t[i] > 0 and self._cur_block[i]:  # the block that led here joins the history
-                    self._a_hist[i].append(self._block_tensor(self._cur_block[i]))
-                    self._cur_block[i] = []
-                self._z_hist[i].append(z[j])
-                del self._z_hist[i][:-history]  # keep the last `history` latents
-                del self._a_hist[i][: len(self._a_hist[i]) - (history - 1)]  # and the blocks between them
+        # Decisions hold receding_horizon * frameskip actions, so they always fall on a boundary too.
+        need = [i for i, e in enumerate(envs) if not e.queue or (e.t % fs == 0 and history > 1)]
+        if need:
+            z = self.encode(pixels[need])
+            for j, i in enumerate(need):
+                e = envs[i]
+                if e.t > 0 and e.block:  # the block that led here joins the history
+                    e.a_hist.append(torch.as_tensor(np.concatenate(e.block), dtype=torch.float32, device=self.device))
+                    e.block = []
+                e.z_hist.append(z[j])
+                del e.z_hist[:-history]  # keep the last `history` latents
+                del e.a_hist[: len(e.a_hist) - (history - 1)]  # and the blocks between them
 
-        # 3. plan for every env with an empty queue, grouped by context length (one group when in lockstep)
-        plan_idx = np.flatnonzero(need_plan)
+        # 3. decide for every env with an empty queue, grouped by context length (one group in lockstep)
         groups: dict[int, list[int]] = {}
-        for i in plan_idx:
-            groups.setdefault(len(self._z_hist[i]), []).append(int(i))
+        for i, e in enumerate(envs):
+            if not e.queue:
+                groups.setdefault(len(e.z_hist), []).append(i)
         for idx in groups.values():
-            self._plan(idx)
+            self._decide(idx)
 
         # 4. act
-        actions = np.stack([self._queue[i].pop(0) for i in range(n)])  # (N, A)
+        actions = np.stack([e.queue.popleft() for e in envs])  # (N, A)
         normed = (actions - self.action_mean) / self.action_std
-        for i in range(n):
-            self._cur_block[i].append(normed[i])
-        self._t += 1
+        for i, e in enumerate(envs):
+            e.block.append(normed[i])
+            e.t += 1
         return actions if batched else actions[0]
 
-    def _block_tensor(self, block: list[np.ndarray]) -> torch.Tensor:
-        return torch.as_tensor(np.concatenate(block), dtype=torch.float32, device=self.device)
+    def plan_latents(
+        self,
+        z_context: torch.Tensor,
+        a_context: torch.Tensor | None,
+        z_goal: torch.Tensor,
+        mean: torch.Tensor | None = None,
+    ) -> PlanResult:
+        """Plan from latents with the agent's planner: the search behind :meth:`act`, for E envs.
 
-    @torch.inference_mode()
-    def _plan(self, idx: list[int]) -> None:
-        cfg, pc = self.model.cfg, self.plan_cfg
-        start = time.perf_counter()
-        E, S, H, Ad = len(idx), pc.samples, pc.horizon, cfg.action_block_dim
-        z_ctx = torch.stack([torch.stack(self._z_hist[i]) for i in idx])  # (E, c, D)
-        c = z_ctx.shape[1]
-        a_ctx = torch.stack([torch.stack(self._a_hist[i]) for i in idx]) if c > 1 else None  # (E, c-1, Ad)
-        z_goal = self._z_goal[idx]  # (E, D)
-        mean = torch.zeros(E, H, Ad, device=self.device)
-        if pc.warm_start:
-            for j, i in enumerate(idx):
-                if self._warm[i] is not None:
-                    mean[j] = self._warm[i]
+        Args:
+            z_context: (E, c, D) latents at the last c block boundaries, oldest first (c <= history).
+            a_context: (E, c-1, Ad) normalised action blocks executed between them, or None if c == 1.
+            z_goal: (E, D) goal latents.
+            mean: (E, H, Ad) initial mean (default zeros).
 
-        # the context is the same for every sample of an env: expand it once, not once per iteration
-        zc = z_ctx.repeat_interleave(S, dim=0)  # (E*S, c, D)
-        ac = a_ctx.repeat_interleave(S, dim=0) if a_ctx is not None else None  # (E*S, c-1, Ad)
+        Returns:
+            the planner's :class:`PlanResult` (normalised action blocks, their cost, diagnostics).
+        """
+        pc = self.plan_cfg
+        E, H, Ad = z_context.shape[0], pc.horizon, self.model.cfg.action_block_dim
+        if mean is None:
+            mean = torch.zeros(E, H, Ad, device=self.device)
 
         def cost_fn(actions: torch.Tensor) -> torch.Tensor:  # (E, S, H, Ad) -> (E, S)
-            flat = actions.reshape(E * S, H, Ad)
-            with self._autocast():
-                z_pred = self.model.rollout(zc, ac, flat).float()  # (E*S, H, D)
-            return latent_goal_cost(z_pred.view(E, S, H, -1), z_goal[:, None], pc.cost)
+            with autocast(self.precision, self.device):
+                z_pred = self.model.rollout_samples(z_context, a_context, actions).float()  # (E, S, H, D)
+            return latent_goal_cost(z_pred, z_goal[:, None], pc.cost)
 
-        result = cem_plan(cost_fn, mean, pc, self._block_low, self._block_high, self._generator)
-        plan = result.actions.cpu().numpy()  # (E, H, Ad), normalised
+        # the gradient planner differentiates through the rollout: no inference mode for it
+        grad_ctx = torch.no_grad() if pc.planner == "adam" else torch.inference_mode()
+        with grad_ctx:
+            return plan(cost_fn, mean, pc, self._block_low, self._block_high, self._generator)
+
+    @torch.inference_mode()
+    def propose(self, z: torch.Tensor, z_goal: torch.Tensor) -> torch.Tensor:
+        """The latent policy's proposal: z, z_goal (E, D) -> (E, horizon, Ad) normalised blocks, clamped."""
+        if self.policy is None:
+            raise ValueError("LeWMAgent.propose: this agent has no latent policy; train one with `lewm policy`.")
+        blocks = self.policy(z, z_goal)[:, : self.plan_cfg.horizon].float()
+        return torch.maximum(torch.minimum(blocks, self._block_high), self._block_low)
+
+    def _decide(self, idx: list[int]) -> None:
+        """Fill the action queues of envs ``idx`` (same context length) by planning or by the policy."""
+        cfg, pc = self.model.cfg, self.plan_cfg
+        start = time.perf_counter()
+        envs = [self.envs[i] for i in idx]
+        E, H, Ad = len(idx), pc.horizon, cfg.action_block_dim
+        z_ctx = torch.stack([torch.stack(e.z_hist) for e in envs])  # (E, c, D)
+        a_ctx = torch.stack([torch.stack(e.a_hist) for e in envs]) if z_ctx.shape[1] > 1 else None  # (E, c-1, Ad)
+        z_goal = torch.stack([e.z_goal for e in envs])  # (E, D)
+        result = None
+        if self.policy is not None and (pc.mode == "policy" or pc.policy_warm_start):
+            mean = self.propose(z_ctx[:, -1], z_goal)
+        else:
+            mean = torch.zeros(E, H, Ad, device=self.device)
+            if pc.warm_start:
+                for j, e in enumerate(envs):
+                    if e.warm is not None:
+                        mean[j] = e.warm
+        if pc.mode == "policy":
+            blocks = mean
+        else:
+            result = self.plan_latents(z_ctx, a_ctx, z_goal, mean)
+            blocks = result.actions
+        plan_np = blocks.detach().float().cpu().numpy()  # (E, H, Ad), normalised
         fs, A, R = cfg.frameskip, cfg.action_dim, pc.receding_horizon
-        env_actions = plan.reshape(E, H * fs, A) * self.action_std + self.action_mean
+        env_actions = plan_np.reshape(E, H * fs, A) * self.action_std + self.action_mean
         env_actions = np.clip(env_actions, self.action_low, self.action_high).astype(np.float32)
-        for j, i in enumerate(idx):
-            self._queue[i] = list(env_actions[j, : R * fs])
-            tail = result.actions[j, R:]
-            self._warm[i] = torch.cat([tail, torch.zeros(R, Ad, device=self.device)]) if pc.warm_start else None
+        for j, e in enumerate(envs):
+            e.queue = deque(env_actions[j, : R * fs])
+            tail = blocks[j, R:].detach()
+            e.warm = torch.cat([tail, torch.zeros(R, Ad, device=self.device)]) if pc.warm_start else None
+        seconds = time.perf_counter() - start
         self.num_plans += E
-        self.plan_seconds += time.perf_counter() - start
+        self.plan_seconds += seconds
+        self.decide_calls += 1
+        self._log_plan(result, E, seconds)
+
+    def _log_plan(self, result: PlanResult | None, envs: int, seconds: float) -> None:
+        """Keep the last decision's diagnostics and write them to TensorBoard (``plan/*``) if asked."""
+        info: dict[str, Any] = {"envs": envs, "seconds": seconds, "seconds_per_env": seconds / envs}
+        if result is not None:
+            d = result.diagnostics
+            info.update(iterations=result.iterations, cost=float(result.cost.float().mean()),
+                        **{k: v[-1] for k, v in d.items() if v}, curves=d)
+        self.last_plan = info
+        if self._writer is not None:
+            for k, v in info.items():
+                if isinstance(v, (int, float)):
+                    self._writer.add_scalar(f"plan/{k}", v, self.decide_calls)
 
     def predict(
         self,
@@ -321,18 +427,18 @@ class LeWMAgent:
         """Stable-Baselines3 protocol: ``(actions, state)``; ``episode_start`` marks envs that just reset.
 
         Planning is deterministic given the planner seed whatever ``deterministic`` says; the
-        recurrent ``state`` is unused (the agent keeps its own per-env plan queues) and returned as is.
+        recurrent ``state`` is unused (the agent keeps its own per-env state) and returned as is.
         """
         pixels, _, batched = self._check_obs(observation)
         n = pixels.shape[0]
-        if n != self._n:
-            self._init_state(n)
+        if n != len(self.envs):
+            self.envs = [EnvState() for _ in range(n)]
         if episode_start is not None:
-            starts = np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1))
-            self._reset_envs(starts)
+            for i in np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1)):
+                self.envs[i] = EnvState()
         return self.act(observation), state
 
     @property
     def seconds_per_plan(self) -> float:
-        """Mean planning wall-clock per environment decision (s); all envs of a batch share a call."""
+        """Mean decision wall-clock per environment decision (s); all envs of a batch share a call."""
         return self.plan_seconds / max(self.num_plans, 1)

@@ -305,6 +305,9 @@ class PlanConfig:
     """If the agent has a latent policy, start each plan's mean from the policy's proposal."""
     seed: int = 0
     """Seed of the planner's sampling generator (reset with the agent)."""
+    precision: str = "auto"
+    """Arithmetic of encoding and planning: ``fp32``, ``bf16`` (autocast) or ``auto`` = bf16 where
+    the device multiplies bf16 faster (measured once per process, see :mod:`lewm_agent.precision`)."""
 
     def cem(self) -> CEMConfig:
         """The CEM-only config of this plan config."""
@@ -333,6 +336,8 @@ class PlanConfig:
             )
         if self.cost not in ("terminal", "all"):
             raise ValueError(f"PlanConfig.cost={self.cost!r}: choose 'terminal' or 'all'.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"PlanConfig.precision={self.precision!r}: choose 'auto', 'fp32' or 'bf16'.")
         if self.samples < 1 or self.iterations < 1 or self.horizon < 1:
             raise ValueError("PlanConfig.samples, iterations and horizon must be >= 1.")
         if self.elites > self.samples:

@@ -5,10 +5,12 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import envs  # noqa: F401  (registers lewm/TwoRoom-v0)
 from lewm_agent import LeWMAgent
 from lewm_agent.checkpoint import CheckpointError
+from lewm_agent.planning import latent_goal_cost
 
 
 def _obs(n=None, size=32, seed=0):
@@ -28,19 +30,17 @@ def test_act_single_and_batched(tiny_run):
     assert b.shape == (3, 2)
 
 
-def test_goal_is_encoded_once_per_episode_and_plans_are_batched(tiny_run, monkeypatch):
+def test_goal_is_encoded_once_per_episode_and_plans_are_batched(tiny_run):
     agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
-    encoded, planned = [], []
-    enc, plan = agent._encode, agent._plan
-    monkeypatch.setattr(agent, "_encode", lambda x: encoded.append(len(x)) or enc(x))
-    monkeypatch.setattr(agent, "_plan", lambda idx: planned.append(list(idx)) or plan(idx))
     obs = _obs(4)
     fs, R = agent.model.cfg.frameskip, agent.plan_cfg.receding_horizon
     for _ in range(R * fs + 1):
         agent.act(obs)
-    assert planned == [[0, 1, 2, 3], [0, 1, 2, 3]]  # all envs in one plan call, replanning after R blocks
-    # goals encoded once (4 images in one call); then only observations
-    assert encoded[0] == 4 and sum(encoded) == 4 + 4 * (1 + R)  # goals + a latent per block boundary (history 2)
+    # all four envs decided in one call, then again together after R blocks
+    assert agent.decide_calls == 2 and agent.num_plans == 8
+    # goals encoded once (4 images); then a latent per env and block boundary (history 2)
+    assert agent.encoded_images == 4 + 4 * (1 + R)
+    assert agent.last_plan["envs"] == 4 and agent.last_plan["iterations"] == agent.plan_cfg.iterations
 
 
 def test_evaluate_policy_with_a_vec_env(tiny_run):
@@ -48,13 +48,10 @@ def test_evaluate_policy_with_a_vec_env(tiny_run):
     from stable_baselines3.common.evaluation import evaluate_policy
 
     agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
-    calls = []
-    plan = agent._plan
-    agent._plan = lambda idx: calls.append(len(idx)) or plan(idx)
     vec_env = make_vec_env("lewm/TwoRoom-v0", n_envs=3, seed=0, env_kwargs={"image_size": 32, "max_episode_steps": 12})
     rewards, lengths = evaluate_policy(agent, vec_env, n_eval_episodes=3, return_episode_rewards=True)
     assert len(rewards) == 3 and all(1 <= n <= 12 for n in lengths)
-    assert calls[0] == 3  # the first decision planned for the three envs together
+    assert agent.num_plans / agent.decide_calls == 3  # the three envs always decided together
 
 
 def test_save_load_round_trip_gives_identical_actions(tiny_run, tmp_path):
@@ -115,3 +112,72 @@ def test_observation_of_the_wrong_shape_or_dtype(tiny_run):
         agent.act({"pixels": obs["pixels"] / 255.0, "goal": obs["goal"]})
     with pytest.raises(ValueError, match="'pixels' and 'goal'"):
         agent.act(obs["pixels"])
+
+
+def _latents(agent, n=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    D, Ad, h = agent.model.cfg.latent_dim, agent.model.cfg.action_block_dim, agent.model.cfg.history
+    return torch.randn(n, h, D, generator=g), torch.randn(n, h - 1, Ad, generator=g), torch.randn(n, D, generator=g)
+
+
+def test_bf16_and_fp32_plans_agree(tiny_run):
+    """Same seed, same latents: the bf16 plan scores within 5% of the fp32 plan (both scored in fp32)."""
+    fp32 = LeWMAgent.load(tiny_run / "agent", device="cpu", precision="fp32")
+    bf16 = LeWMAgent.load(tiny_run / "agent", device="cpu", precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    z, a, goal = _latents(fp32, n=3)
+    plan32, plan16 = fp32.plan_latents(z, a, goal), bf16.plan_latents(z, a, goal)
+    with torch.no_grad():
+        def score(actions):  # fp32 terminal cost of (E, H, Ad) plans
+            return latent_goal_cost(fp32.model.rollout(z, a, actions), goal)
+        c32, c16 = score(plan32.actions), score(plan16.actions)
+    torch.testing.assert_close(c32, plan32.cost, rtol=1e-4, atol=1e-5)  # PlanResult.cost scores the returned plan
+    assert torch.all((c16 - c32).abs() <= 0.05 * c32 + 1e-3), (c16, c32)
+
+
+@pytest.mark.parametrize("planner", ["cem", "mppi", "adam"])
+def test_every_planner_acts_and_lowers_the_cost(tiny_run, planner):
+    agent = LeWMAgent.load(tiny_run / "agent", device="cpu", planner=planner, samples=32, iterations=4)
+    z, a, goal = _latents(agent)
+    result = agent.plan_latents(z, a, goal)
+    zero = torch.zeros_like(result.actions)
+    with torch.no_grad():
+        zero_cost = latent_goal_cost(agent.model.rollout(z, a, zero), goal)
+    assert torch.all(result.cost <= zero_cost + 1e-5)  # never worse than its initial mean
+    assert len(result.diagnostics["best_cost"]) == result.iterations
+    assert agent.act(_obs(2)).shape == (2, 2)
+
+
+def test_plan_diagnostics_go_to_tensorboard(tiny_run, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    agent.log_to(writer)
+    obs = _obs(2)
+    for _ in range(agent.plan_cfg.receding_horizon * agent.model.cfg.frameskip + 1):
+        agent.act(obs)
+    writer.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"plan/best_cost", "plan/elite_cost", "plan/std", "plan/iterations", "plan/seconds"} <= set(tags)
+    assert len(acc.Scalars("plan/best_cost")) == 2  # one point per decision call
+
+
+def test_encode_is_public_and_batched(tiny_run):
+    agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
+    obs = _obs(3)
+    z = agent.encode(obs["pixels"])
+    assert z.shape == (3, agent.model.cfg.latent_dim) and z.dtype == torch.float32
+    torch.testing.assert_close(z[0], agent.encode(obs["pixels"][:1])[0], atol=1e-5, rtol=1e-5)
+
+
+def test_bad_plan_settings_are_named(tiny_run):
+    with pytest.raises(ValueError, match="planner='nope'"):
+        LeWMAgent.load(tiny_run / "agent", device="cpu", planner="nope")
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        LeWMAgent.load(tiny_run / "agent", device="cpu", precision="fp8")
+    with pytest.raises(ValueError, match="needs a latent policy"):
+        LeWMAgent.load(tiny_run / "agent", device="cpu", mode="policy")

@@ -115,3 +115,33 @@ def test_paper_preset_parameter_counts_train_step_and_plan():
                           replace(p.plan, iterations=2), generator=torch.Generator().manual_seed(0))
     assert result.actions.shape == (1, p.plan.horizon, p.model.action_block_dim)
     assert isinstance(p.plan, PlanConfig)
+
+
+@pytest.mark.parametrize("context", [1, 2, 3, 5])
+def test_fast_rollout_equals_the_window_by_window_predictor(context):
+    """rollout_samples (shared context, cached modulations and keys) gives predict()'s numbers."""
+    from lewm_agent.config import ModelConfig
+
+    cfg = ModelConfig(image_size=16, patch_size=8, enc_width=16, enc_depth=1, enc_heads=2, enc_mlp_dim=32,
+                      latent_dim=8, projector_hidden=16, pred_width=16, pred_depth=2, pred_heads=2,
+                      pred_head_dim=8, pred_mlp_dim=32, history=3, frameskip=2, action_dim=2)
+    torch.manual_seed(0)
+    model = LeWM(cfg).eval()
+    for block in model.predictor.blocks:  # AdaLN-zero starts at zero; make the actions matter
+        torch.nn.init.normal_(block.ada[1].weight, std=0.3)
+    E, S, H, D, Ad = 2, 4, 5, cfg.latent_dim, cfg.action_block_dim
+    z = torch.randn(E, context, D)
+    a = torch.randn(E, context - 1, Ad) if context > 1 else None
+    plan = torch.randn(E, S, H, Ad)
+    with torch.no_grad():
+        fast = model.rollout_samples(z, a, plan)  # (E, S, H, D)
+        for e in range(E):
+            for s in range(S):
+                zs, acts = list(z[e]), (list(a[e]) if a is not None else [])
+                for h in range(H):
+                    acts.append(plan[e, s, h])
+                    w = min(len(zs), cfg.history)
+                    z_next = model.predict(torch.stack(zs[-w:])[None], torch.stack(acts[-w:])[None])[0, -1]
+                    torch.testing.assert_close(fast[e, s, h], z_next, atol=1e-5, rtol=1e-4)
+                    zs.append(z_next)
+        torch.testing.assert_close(model.rollout(z, a, plan[:, 0]), fast[:, 0])
