@@ -1,4 +1,4 @@
-"""``lewm collect | train | eval | probe | run``: thin wrappers that parse arguments and call the API."""
+"""``lewm collect | train | eval | probe | policy | run``: thin wrappers that parse arguments and call the API."""
 
 from __future__ import annotations
 
@@ -115,6 +115,19 @@ def cmd_probe(args) -> None:
           f"rank correlation of latent vs state distance: {result['distance_rank_corr']:.3f}")
 
 
+def cmd_policy(args) -> None:
+    from .policy import PolicyConfig, fit_policy
+
+    cfg = replace(PolicyConfig(), **_parse_overrides(PolicyConfig, args.set))
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    m = fit_policy(args.agent, cfg, data_path=args.data, device=args.device)
+    val = "-" if m["val_loss"] is None else f"{m['val_loss']:.4f}"
+    print(f"policy trained {m['steps']} steps in {m['seconds']:.1f}s on {m['samples']} (start, goal) samples of "
+          f"{m['episodes']} episodes: train loss {m['train_loss']:.4f}, val loss {val} (proposing zeros: "
+          f"{m['zero_loss']:.4f}); saved with the agent at {args.agent}")
+
+
 def cmd_run(args) -> None:
     from .pipeline import run_pipeline
 
@@ -183,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="episode file (default: the agent's validation episodes)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("policy", help="train a latent goal-conditioned policy for an agent (warm-starts or replaces planning)")
+    p.add_argument("agent", metavar="AGENT_DIR", help="agent directory (run/agent); saved back with the policy")
+    p.add_argument("--data", default=None, help="episode file (default: the agent's training file, minus its held-out episodes)")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: PolicyConfig's 3000)")
+    p.add_argument("--set", help="PolicyConfig override, repeatable (e.g. hidden=256)", **override)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_policy)
 
     p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
     p.add_argument("--env", default="lewm/TwoRoom-v0")
