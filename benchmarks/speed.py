@@ -51,27 +51,34 @@ from lewm_agent.precision import autocast  # noqa: E402
 HERE = Path(__file__).resolve().parent
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 3) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, reps: int = 3) -> float:
     """GFLOP/s of an n^3 matmul (best of ``reps`` after a warm-up)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     a @ b
+    _sync(device)
     best = float("inf")
     for _ in range(reps):
         tic = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - tic)
     return 2 * n**3 / best / 1e9
 
 
-def calibration() -> dict:
-    fp32 = matmul_gflops(torch.float32)
-    probe = matmul_gflops(torch.bfloat16, n=256, reps=1)  # a slow bf16 takes seconds even here
+def calibration(device: torch.device) -> dict:
+    fp32 = matmul_gflops(torch.float32, device)
+    probe = matmul_gflops(torch.bfloat16, device, n=256, reps=1)  # a slow bf16 takes seconds even here
     bf16_n = 2048 if probe > 0.25 * fp32 else 512
-    bf16 = matmul_gflops(torch.bfloat16, n=bf16_n)
+    bf16 = matmul_gflops(torch.bfloat16, device, n=bf16_n)
     return {"fp32_gflops": fp32, "bf16_gflops": bf16, "bf16_size": bf16_n}
 
 
-def _agent(preset_name: str, samples: int, iterations: int, precision: str) -> LeWMAgent:
+def _agent(preset_name: str, samples: int, iterations: int, precision: str, device: str = "cpu") -> LeWMAgent:
     p = preset(preset_name)
     torch.manual_seed(0)
     model = LeWM(p.model)
@@ -80,7 +87,7 @@ def _agent(preset_name: str, samples: int, iterations: int, precision: str) -> L
     A = p.model.action_dim
     plan = replace(p.plan, samples=samples, iterations=iterations, precision=precision)
     size = p.model.image_size
-    return LeWMAgent(model, np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), (size, size, 3), plan=plan, device="cpu")
+    return LeWMAgent(model, np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), (size, size, 3), plan=plan, device=device)
 
 
 def _inputs(agent: LeWMAgent, envs: int):
@@ -89,7 +96,9 @@ def _inputs(agent: LeWMAgent, envs: int):
     c = cfg.history  # a full history window: the most expensive (and the usual) case
     z = torch.randn(envs, c, cfg.latent_dim, generator=g)
     a = torch.randn(envs, c - 1, cfg.action_block_dim, generator=g) if c > 1 else None
-    return z, a, torch.randn(envs, cfg.latent_dim, generator=g)
+    goal = torch.randn(envs, cfg.latent_dim, generator=g)
+    dev = agent.device
+    return z.to(dev), (a.to(dev) if a is not None else None), goal.to(dev)
 
 
 def _window_by_window(agent: LeWMAgent, z, a, goal):
@@ -113,41 +122,43 @@ def _window_by_window(agent: LeWMAgent, z, a, goal):
         return latent_goal_cost(torch.stack(preds, 1).view(E, S, H, -1), goal[:, None], pc.cost)
 
     with torch.inference_mode():
-        return cem_plan(cost_fn, torch.zeros(E, pc.horizon, model.cfg.action_block_dim), pc.cem(),
-                        agent._block_low, agent._block_high, torch.Generator().manual_seed(0))
+        return cem_plan(cost_fn, torch.zeros(E, pc.horizon, model.cfg.action_block_dim, device=agent.device), pc.cem(),
+                        agent._block_low, agent._block_high, torch.Generator(device=agent.device).manual_seed(0))
 
 
 def bench_plan(preset_name: str, samples: int, iterations: int, envs: int, precision: str, repeats: int,
-               method: str = "lewm-agent") -> dict:
+               method: str = "lewm-agent", device: str = "cpu") -> dict:
     """Median seconds of one planning call (after a one-iteration warm-up)."""
-    agent = _agent(preset_name, samples, iterations, precision)
+    agent = _agent(preset_name, samples, iterations, precision, device)
     z, a, goal = _inputs(agent, envs)
     run = (lambda: agent.plan_latents(z, a, goal)) if method == "lewm-agent" else (lambda: _window_by_window(agent, z, a, goal))
-    warm = _agent(preset_name, samples, 1, precision)
+    warm = _agent(preset_name, samples, 1, precision, device)
     warm.plan_latents(z, a, goal)
     times = []
     for _ in range(repeats):
+        _sync(agent.device)
         tic = time.perf_counter()
         run()
+        _sync(agent.device)
         times.append(time.perf_counter() - tic)
     return {"preset": preset_name, "samples": samples, "iterations": iterations, "envs": envs,
             "precision": agent.precision, "method": method, "context": agent.model.cfg.history,
             "seconds": statistics.median(times), "all_seconds": times}
 
 
-def planning(repeats: int, bf16_fast: bool) -> list[dict]:
+def planning(repeats: int, bf16_fast: bool, device: str = "cpu") -> list[dict]:
     rows = []
     precisions = ["fp32", "bf16"] if bf16_fast else ["fp32"]
     for name in ("paper", "cpu"):
         for prec in precisions:
             for samples, iters, envs in ((300, 30, 1), (300, 10, 1), (300, 10, 8)):
-                rows.append(bench_plan(name, samples, iters, envs, prec, repeats))
+                rows.append(bench_plan(name, samples, iters, envs, prec, repeats, device=device))
                 print(_plan_line(rows[-1]), flush=True)
         for iters in (30, 10):  # the 0.1 rollout, same CEM, same run
-            rows.append(bench_plan(name, 300, iters, 1, "fp32", repeats, method="window-by-window"))
+            rows.append(bench_plan(name, 300, iters, 1, "fp32", repeats, method="window-by-window", device=device))
             print(_plan_line(rows[-1]), flush=True)
     if not bf16_fast:  # evidence for the precision decision, on the small model only
-        rows.append(bench_plan("cpu", 300, 10, 1, "bf16", 1))
+        rows.append(bench_plan("cpu", 300, 10, 1, "bf16", 1, device=device))
         print(_plan_line(rows[-1]), flush=True)
     return rows
 
@@ -192,10 +203,10 @@ def _cpu_flags() -> list[str]:
 def markdown(result: dict) -> str:
     cal, m = result["calibration"], result["machine"]
     lines = ["# Speed (benchmarks/speed.py)", "",
-             f"{m['date']}, {m['cpu']} ({m['cores']} cores; AVX-512/AMX flags: {', '.join(m['flags']) or 'none'}), "
+             f"{m['date']}, {m.get('gpu') or m['cpu']} ({m['cores']} CPU cores; AVX-512/AMX flags: {', '.join(m['flags']) or 'none'}), "
              f"torch {m['torch']}, {m['threads']} threads, nothing else running.", "",
              f"Calibration: matmul {cal['fp32_gflops']:.0f} GFLOP/s fp32, {cal['bf16_gflops']:.1f} GFLOP/s bf16 "
-             f"({cal['bf16_size']}^3). Precision `auto` resolves to **{result['auto_precision']}** on this CPU.", "",
+             f"({cal['bf16_size']}^3). Precision `auto` resolves to **{result['auto_precision']}** on this device.", "",
              "## Planning (one call, CEM, horizon 5, context = the preset's history)", "",
              "| preset | samples x iterations | envs | precision | rollout | seconds | per env |", "|---|---|---|---|---|---|---|"]
     for r in result["planning"]:
@@ -227,23 +238,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-steps", type=int, default=5, help="timed optimiser steps per training row")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (training rows run on the CPU)")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="directory of speed.md and speed.json")
     args = ap.parse_args(argv)
     if args.repeats < 1 or args.train_steps < 1 or args.threads < 1:
         ap.error("--repeats, --train-steps and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    cal = calibration()
+    device = torch.device(args.device)
+    cal = calibration(device)
     print(f"matmul: {cal['fp32_gflops']:.0f} GFLOP/s fp32, {cal['bf16_gflops']:.1f} bf16", flush=True)
     bf16_fast = cal["bf16_gflops"] > 1.25 * cal["fp32_gflops"]
-    auto = _agent("cpu", 8, 1, "auto").precision
+    auto = _agent("cpu", 8, 1, "auto", args.device).precision
     result = {
-        "machine": {"date": dt.date.today().isoformat(), "cpu": _cpu_name(), "flags": _cpu_flags(),
+        "machine": {"date": dt.date.today().isoformat(), "cpu": _cpu_name(), "flags": _cpu_flags(), "device": str(device),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "cores": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
         "calibration": cal, "auto_precision": auto,
-        "planning": planning(args.repeats, bf16_fast),
+        "planning": planning(args.repeats, bf16_fast, args.device),
         "plan_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "training": [] if args.skip_train else training(args.train_steps, bf16_fast),
+        "training": [] if args.skip_train or device.type != "cpu" else training(args.train_steps, bf16_fast),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "speed.json", result)

@@ -101,7 +101,8 @@ def _block_step(
     cache: tuple[torch.Tensor, torch.Tensor] | None,
     prefix: tuple[torch.Tensor, torch.Tensor] | None,
     last_only: bool,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    keep_kv: bool = True,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """One AdaLN-zero block on the new tokens of a window.
 
     Args:
@@ -111,9 +112,11 @@ def _block_step(
         prefix: keys/values of the shared prefix (E, h, p, d) each, or None.
         last_only: the output is needed only for the newest token (the other new tokens still
             contribute their keys and values).
+        keep_kv: the next step reuses this window's keys/values (it grows without sliding).
 
     Returns:
-        x_out (E, S, m or 1, W) and the window's own keys/values (E, h, S, n0 + m, d).
+        x_out (E, S, m or 1, W) and the window's own keys/values (E, h, S, n0 + m, d), or None
+        for a lone token whose keys/values nobody reads.
     """
     attn = block.attn
     heads, d = attn.heads, attn.head_dim
@@ -121,6 +124,15 @@ def _block_step(
     hidden = _modulate(block.norm1(x), shift1, scale1)  # (E, S, m, W)
     Wq = heads * d
     qkv_w, qkv_b = attn.qkv.weight, attn.qkv.bias
+    if cache is None and prefix is None and x.shape[2] == 1:
+        # a window of one token (history 1, or the first step): softmax over one key is 1, the output is v
+        v = F.linear(hidden, qkv_w[2 * Wq:], qkv_b[2 * Wq:])  # (E, S, 1, Wq)
+        x = x + gate1 * attn.proj(v)
+        x = x + gate2 * block.mlp(_modulate(block.norm2(x), shift2, scale2))
+        if not keep_kv:
+            return x, None
+        k = F.linear(hidden, qkv_w[Wq:2 * Wq], qkv_b[Wq:2 * Wq])  # the next token attends to it
+        return x, (_split_heads(k, heads), _split_heads(v, heads))
     if last_only and x.shape[2] > 1:  # keys/values for all new tokens, the query for the newest only
         kv = F.linear(hidden, qkv_w[Wq:], qkv_b[Wq:])  # (E, S, m, 2Wq)
         q = F.linear(hidden[:, :, -1:], qkv_w[:Wq], qkv_b[:Wq])  # (E, S, 1, Wq)
@@ -146,6 +158,7 @@ def _run_blocks(
     tokens: _Tokens,
     shared: bool,
     last_only: bool,
+    keep_kv: bool = True,
 ) -> torch.Tensor:
     """Push new tokens x (E, S, m, W) through every block, appending to the window's keys/values."""
     depth = len(pred.blocks)
@@ -155,7 +168,7 @@ def _run_blocks(
             tokens.shared[i] = (kv[0][:, :, 0], kv[1][:, :, 0])
         else:
             x, tokens.own[i] = _block_step(block, x, mods[i], tokens.own[i], tokens.shared[i],
-                                           last_only and i == depth - 1)
+                                           last_only and i == depth - 1, keep_kv)
     return x
 
 
@@ -218,7 +231,8 @@ def rollout_samples(
         j0, j1 = new_from - (c - 1), n - (c - 1)
         x = torch.cat(own_in[j0:j1], dim=2) + pred.pos_embed[:, new_from - lo:n - lo].unsqueeze(1)  # (E, S, m, W)
         mods = [m[:, :, j0:j1] for m in plan_mods]
-        x = _run_blocks(pred, x, mods, tokens, shared=False, last_only=True)  # (E, S, 1, W)
+        grows = h + 1 < H and n + 1 <= hist  # the next window keeps this one's tokens and positions
+        x = _run_blocks(pred, x, mods, tokens, shared=False, last_only=True, keep_kv=grows)  # (E, S, 1, W)
         z_next = pred.projector(pred.norm(x[:, :, -1]))  # (E, S, D)
         preds.append(z_next)
         if h + 1 < H:
