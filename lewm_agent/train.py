@@ -18,12 +18,16 @@ SIGReg directions drawn at step s are the same whether or not the run was interr
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import math
 import os
+import queue
+import sys
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,8 @@ from .data import ActionNormalizer, ClipDataset, load_episodes, split_episodes
 from .metrics import effective_rank, embedding_std, participation_ratio
 from .model import LeWM
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "train_step", "step_batch", "BatchStream", "autocast_context", "make_optimizer", "reuse_freed_memory",
+           "TrainResult"]
 
 TRAIN_STATE = "train_state.pt"
 
@@ -66,6 +71,158 @@ def lr_lambda(cfg: TrainConfig):
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return f
+
+
+def step_batch(clips: ClipDataset, seed: int, step: int, rank: int, batch_size: int) -> tuple[int, dict[str, torch.Tensor]]:
+    """(torch seed, CPU batch) of optimiser step ``step`` on ``rank``: a pure function of (seed, step, rank).
+
+    The torch seed seeds the step's dropout and SIGReg directions; the batch holds ``pixels``
+    and ``action`` of ``batch_size`` clips drawn uniformly with replacement.
+    """
+    rng = np.random.default_rng([seed, step, rank])
+    torch_seed = int(rng.integers(2**62))
+    batch = clips.get_batch(rng.integers(0, len(clips), size=batch_size))
+    return torch_seed, {"pixels": batch["pixels"], "action": batch["action"]}
+
+
+class BatchStream:
+    """Iterates ``(torch_seed, batch)`` for steps ``start .. end-1`` with the batch on ``device``.
+
+    With ``prefetch`` a daemon thread builds the next batches (:func:`step_batch`; on CUDA it
+    also pins them) while the current step runs, so batch building leaves the critical path.
+    The batches are the same as without prefetching: each is a pure function of
+    (seed, step, rank). Host-to-device copies are ``non_blocking`` (asynchronous from pinned
+    memory on CUDA). Use as a context manager, or call :meth:`close`, to stop the thread early.
+    """
+
+    def __init__(self, clips: ClipDataset, seed: int, rank: int, batch_size: int, start: int, end: int,
+                 device: torch.device, prefetch: bool = True, depth: int = 2):
+        self.clips, self.seed, self.rank, self.batch_size = clips, seed, rank, batch_size
+        self.start, self.end, self.device = start, end, torch.device(device)
+        self.pin = self.device.type == "cuda"
+        self._stop = threading.Event()
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if prefetch and end > start:
+            self._queue = queue.Queue(maxsize=max(1, depth))
+            self._thread = threading.Thread(target=self._produce, name="lewm-batch-prefetch", daemon=True)
+            self._thread.start()
+
+    def _make(self, step: int) -> tuple[int, dict[str, torch.Tensor]]:
+        torch_seed, batch = step_batch(self.clips, self.seed, step, self.rank, self.batch_size)
+        if self.pin:
+            batch = {k: v.pin_memory() for k, v in batch.items()}
+        return torch_seed, batch
+
+    def _produce(self) -> None:
+        for step in range(self.start, self.end):
+            try:
+                item = ("ok", self._make(step))
+            except BaseException as e:  # handed to the consumer, raised there
+                item = ("error", e)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if self._stop.is_set() or item[0] == "error":
+                return
+
+    def __iter__(self):
+        try:
+            for step in range(self.start, self.end):
+                if self._queue is None:
+                    torch_seed, batch = self._make(step)
+                else:
+                    kind, value = self._queue.get()
+                    if kind == "error":
+                        raise value
+                    torch_seed, batch = value
+                yield torch_seed, {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> "BatchStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@contextmanager
+def reuse_freed_memory(enabled: bool = True):
+    """glibc only: while inside, the heap keeps freed memory for reuse instead of returning it.
+
+    CPU training allocates and frees the same large activations at every step (the paper
+    preset's are about 100 MB each). glibc serves blocks over its mmap threshold (at most 32 MB)
+    with fresh ``mmap`` and returns them with ``munmap``, so every step page-faults and zeroes
+    gigabytes again: measured on a 2-core EPYC, 30 of the paper preset's 68 CPU-seconds went to
+    the kernel. With mmap off (``M_MMAP_MAX = 0``) and no trimming, blocks are reused from the
+    heap: paper preset 14.5 -> 10.3 s per step. On exit the defaults are restored and the
+    heap is trimmed. Elsewhere (no glibc) it does nothing.
+    """
+    libc = None
+    if enabled and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None)
+            libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc has both; musl lacks mallopt)
+        except (OSError, AttributeError):
+            libc = None
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    if libc is not None and not (libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+        libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(M_MMAP_MAX, 65536)  # glibc's defaults
+            libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
+            libc.malloc_trim(0)
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    """A factory of bf16 autocast contexts on ``device`` (or of null contexts when ``bf16`` is off)."""
+    if not bf16:
+        return nullcontext
+    return lambda: torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+               batch: dict[str, torch.Tensor], autocast: Any, grad_clip: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One optimiser step: forward under ``autocast()``, backward, global-norm clip, AdamW, schedule.
+
+    ``model`` is the LeWM (or its DistributedDataParallel wrapper); ``batch`` holds ``pixels``
+    uint8 (B, T, H, W, 3) and ``action`` (B, T-1, k*A) already on the model's device.
+    Returns the model's output dict and the gradient norm before clipping.
+    """
+    with autocast():
+        out = model(batch["pixels"], batch["action"])
+    optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return out, grad_norm
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (``cfg.lr``, ``cfg.weight_decay``) and the warm-up + cosine schedule.
+
+    The fused AdamW kernel (one pass over all parameters) where the parameters' device has it
+    (CPU and CUDA): the same update as the per-tensor loop, measured 8.5 -> 1.5 ms per step for
+    the ``cpu`` preset and 53 -> 12 ms for ``paper`` on 2 CPU cores.
+    """
+    params = list(model.parameters())
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
 
 
 def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
@@ -136,8 +293,7 @@ def train(
     # ---- model, optimiser, schedule
     torch.manual_seed(train_cfg.seed)
     model = LeWM(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(train_cfg))
+    optimizer, scheduler = make_optimizer(model, train_cfg)
     step = 0
     ckpt_dir = out_dir / "checkpoint"
     if resume:
@@ -158,7 +314,7 @@ def train(
         ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
 
     use_bf16 = (device.type == "cuda" and train_cfg.bf16) or (device.type == "cpu" and train_cfg.cpu_bf16)
-    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    autocast = autocast_context(device, use_bf16)
     local_batch = max(1, train_cfg.batch_size // world)
     writer = None
     if is_main:
@@ -202,42 +358,36 @@ def train(
     bar = tqdm(total=train_cfg.steps, initial=step, desc="train", disable=not (progress and is_main), dynamic_ncols=True)
     model.train()
     t_log = time.perf_counter()
-    while step < end:
-        # randomness of this step depends only on (seed, step, rank): exact resume
-        rng = np.random.default_rng([train_cfg.seed, step, rank])
-        torch.manual_seed(int(rng.integers(2**62)))
-        batch = train_clips.get_batch(rng.integers(0, len(train_clips), size=local_batch))
-        pixels, actions = batch["pixels"].to(device, non_blocking=True), batch["action"].to(device, non_blocking=True)
-        with autocast():
-            out = ddp_model(pixels, actions)
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        bar.update(1)
-        if is_main and (step % train_cfg.log_every == 0 or step == end):
-            now = time.perf_counter()
-            z = out["z"].reshape(-1, out["z"].shape[-1])
-            final.update({
-                "train/loss": out["loss"].item(), "train/pred_loss": out["pred_loss"].item(),
-                "train/sigreg_loss": out["sigreg_loss"].item(), "train/lr": scheduler.get_last_lr()[0],
-                "train/grad_norm": float(grad_norm), "train/emb_std": embedding_std(z),
-                "train/eff_rank": effective_rank(z), "train/participation_ratio": participation_ratio(z),
-                "train/steps_per_sec": train_cfg.log_every / max(now - t_log, 1e-9),
-            })
-            t_log = now
-            for k, v in final.items():
-                if k.startswith("train/"):
-                    writer.add_scalar(k, v, step)
-            bar.set_postfix(loss=f"{final['train/loss']:.3f}", pred=f"{final['train/pred_loss']:.4f}",
-                            sig=f"{final['train/sigreg_loss']:.2f}")
-        if is_main and (step % train_cfg.val_every == 0 or step == train_cfg.steps):
-            final["val/pred_loss"] = validate()
-            writer.add_scalar("val/pred_loss", final["val/pred_loss"], step)
-        if step % train_cfg.ckpt_every == 0 or step == end:
-            save_checkpoint()
+    # randomness of each step depends only on (seed, step, rank): exact resume; the next batches
+    # are built in a background thread while this step runs
+    with reuse_freed_memory(device.type == "cpu"), BatchStream(
+            train_clips, train_cfg.seed, rank, local_batch, step, end, device, prefetch=train_cfg.prefetch) as stream:
+        for torch_seed, batch in stream:
+            torch.manual_seed(torch_seed)
+            out, grad_norm = train_step(ddp_model, optimizer, scheduler, batch, autocast, train_cfg.grad_clip)
+            step += 1
+            bar.update(1)
+            if is_main and (step % train_cfg.log_every == 0 or step == end):
+                now = time.perf_counter()
+                z = out["z"].reshape(-1, out["z"].shape[-1])
+                final.update({
+                    "train/loss": out["loss"].item(), "train/pred_loss": out["pred_loss"].item(),
+                    "train/sigreg_loss": out["sigreg_loss"].item(), "train/lr": scheduler.get_last_lr()[0],
+                    "train/grad_norm": float(grad_norm), "train/emb_std": embedding_std(z),
+                    "train/eff_rank": effective_rank(z), "train/participation_ratio": participation_ratio(z),
+                    "train/steps_per_sec": train_cfg.log_every / max(now - t_log, 1e-9),
+                })
+                t_log = now
+                for k, v in final.items():
+                    if k.startswith("train/"):
+                        writer.add_scalar(k, v, step)
+                bar.set_postfix(loss=f"{final['train/loss']:.3f}", pred=f"{final['train/pred_loss']:.4f}",
+                                sig=f"{final['train/sigreg_loss']:.2f}")
+            if is_main and (step % train_cfg.val_every == 0 or step == train_cfg.steps):
+                final["val/pred_loss"] = validate()
+                writer.add_scalar("val/pred_loss", final["val/pred_loss"], step)
+            if step % train_cfg.ckpt_every == 0 or step == end:
+                save_checkpoint()
     bar.close()
 
     agent_dir = out_dir / "agent"

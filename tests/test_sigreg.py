@@ -102,3 +102,24 @@ def test_distributed_value_equals_single_process_on_the_concatenated_batch():
     expected = z.grad.chunk(world, dim=1)
     for rank in range(world):
         assert torch.allclose(grads[rank] / world, expected[rank], rtol=1e-4, atol=1e-6)
+
+
+def _reference_sigreg(z, u, t, weights, phi0):
+    """The statistic written out with plain autograd (all knots, cos and sin of every angle)."""
+    th = (z @ u).unsqueeze(-1) * t  # (T, B, M, K)
+    n = z.shape[1]
+    err = (torch.cos(th).sum(1) / n - phi0) ** 2 + (torch.sin(th).sum(1) / n) ** 2
+    return (n * (err @ weights)).mean()
+
+
+def test_value_and_gradient_equal_the_plain_autograd_formula():
+    reg = SIGReg(num_projections=96, num_knots=17)
+    z = (torch.randn(3, 40, 12, generator=torch.Generator().manual_seed(5)) * 0.8 + 0.2).requires_grad_(True)
+    value = reg(z, generator=torch.Generator().manual_seed(9))
+    (grad,) = torch.autograd.grad(value, z)
+    z_ref = z.detach().clone().requires_grad_(True)
+    u = reg.directions(12, z.device, torch.Generator().manual_seed(9))
+    expected = _reference_sigreg(z_ref, u, reg.t, reg.weights, reg.phi0)
+    expected.backward()
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, z_ref.grad, rtol=1e-4, atol=1e-6)

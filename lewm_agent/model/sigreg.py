@@ -55,6 +55,32 @@ def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceSum.apply(x) if _distributed() else x
 
 
+class _EmpiricalCF(torch.autograd.Function):
+    """Sums over the batch of cos(t_k h) and sin(t_k h): h (T, B, M), t (K,) -> two (T, M, K).
+
+    The same values and gradients as autograd through ``h[..., None] * t``, ``cos``, ``sin`` and
+    ``sum(dim=1)``, at about half the cost: cos and sin of the (T, B, M, K) angles are evaluated
+    once and kept for the backward pass, where autograd would evaluate sin and cos again and
+    build more (T, B, M, K) temporaries, the largest tensors of SIGReg.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        th = h.unsqueeze(-1) * t  # (T, B, M, K)
+        cos, sin = torch.cos(th), torch.sin(th)
+        del th
+        ctx.save_for_backward(cos, sin, t)
+        return cos.sum(dim=1), sin.sum(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_cos: torch.Tensor, grad_sin: torch.Tensor):
+        cos, sin, t = ctx.saved_tensors
+        # d/dh sum_k g_cos,k cos(t_k h) + g_sin,k sin(t_k h) = sum_k t_k (g_sin,k cos - g_cos,k sin)
+        grad_h = (cos * (grad_sin * t).unsqueeze(1)).sum(-1)
+        grad_h -= (sin * (grad_cos * t).unsqueeze(1)).sum(-1)
+        return grad_h, None
+
+
 class SIGReg(nn.Module):
     """Epps-Pulley SIGReg over random projections; ``forward(z)`` with z (B, D) or (T, B, D) -> scalar."""
 
@@ -87,17 +113,18 @@ class SIGReg(nn.Module):
         T, B, D = z.shape
         u = self.directions(D, z.device, generator)  # (D, M)
         h = z @ u  # (T, B, M)
-        th = h.unsqueeze(-1) * self.t  # (T, B, M, K)
+        # The knot t = 0 adds exactly nothing (cos 0 = 1 = phi_0(0), sin 0 = 0): skip it.
+        t, phi0, weights = self.t[1:], self.phi0[1:], self.weights[1:]
         # sums over the local batch, then over all ranks: the global batch's characteristic function
-        cos_sum = _all_reduce_sum(torch.cos(th).sum(dim=1))  # (T, M, K)
-        sin_sum = _all_reduce_sum(torch.sin(th).sum(dim=1))  # (T, M, K)
+        cos_sum, sin_sum = _EmpiricalCF.apply(h, t)  # (T, M, K-1) each
+        cos_sum, sin_sum = _all_reduce_sum(cos_sum), _all_reduce_sum(sin_sum)
         n = B
         if _distributed():
             count = torch.tensor([float(B)], device=z.device)
             dist.all_reduce(count)
             n = count.item()
-        err = (cos_sum / n - self.phi0) ** 2 + (sin_sum / n) ** 2  # |phi_B - phi_0|^2, (T, M, K)
-        statistic = n * (err @ self.weights)  # (T, M)
+        err = (cos_sum / n - phi0) ** 2 + (sin_sum / n) ** 2  # |phi_B - phi_0|^2, (T, M, K-1)
+        statistic = n * (err @ weights)  # (T, M)
         return statistic.mean()
 
 
