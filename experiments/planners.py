@@ -35,9 +35,10 @@ from lewm_agent.files import atomic_write_json, atomic_write_text  # noqa: E402
 __all__ = ["SETTINGS", "sweep", "main"]
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    # the reference CEM at the `cpu` preset's default (the baseline of issue 9)
-    "cem-300x10": {},
-    "cem-300x30": {"iterations": 30},
+    # the agent's own settings, and the reference CEM at the `cpu` preset's default (the issue-9 baseline)
+    "default": {},
+    "cem-300x10": {"samples": 300, "iterations": 10, "elites": 30},
+    "cem-300x30": {"samples": 300, "iterations": 30, "elites": 30},
     # fewer samples / iterations
     "cem-100x5": {"samples": 100, "iterations": 5, "elites": 10},
     "cem-64x3": {"samples": 64, "iterations": 3, "elites": 8},
@@ -45,6 +46,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "icem-100x5": {"samples": 100, "iterations": 5, "elites": 10, "noise_beta": 2.0, "keep_elites": 3,
                    "sample_decay": 1.25, "select": "best"},
     "icem-64x3": {"samples": 64, "iterations": 3, "elites": 8, "noise_beta": 2.0, "keep_elites": 2,
+                  "select": "best"},
+    "icem-32x3": {"samples": 32, "iterations": 3, "elites": 6, "noise_beta": 2.0, "keep_elites": 2,
                   "select": "best"},
     "mppi-100x5": {"planner": "mppi", "samples": 100, "iterations": 5, "min_std": 0.05},
     "adam-16x10": {"planner": "adam", "samples": 16, "iterations": 10, "lr": 0.1},
@@ -85,7 +88,7 @@ def evaluate_setting(run: Path, task_name: str, name: str, overrides: dict[str, 
     from lewm_agent.agent import LeWMAgent
     from lewm_agent.evaluation import evaluate
 
-    task = Task.from_dict(json.loads((run / "tasks" / task_name / "task.json").read_text()))
+    task = Task.from_dict(json.loads((run / "tasks" / task_name / "task.json").read_text())["task"])
     agent_dir = (_policy_agent(run, task_name, policy_steps, device, progress) if _uses_policy(name)
                  else run / "work" / task_name / "lewm" / "agent")
     agent = LeWMAgent.load(agent_dir, device=device, **overrides)
@@ -131,7 +134,7 @@ def report(run: Path, records: list[dict[str, Any]]) -> None:
              "(50 envs planned in one batched call). `x base` = time relative to `cem-300x10`.", ""]
     for task in dict.fromkeys(r["task"] for r in records):
         rows = [r for r in records if r["task"] == task]
-        base = next((r["seconds_per_plan"] for r in rows if r["setting"] == "cem-300x10"), None)
+        base = next((r["seconds_per_plan"] for name in ("cem-300x10", "default") for r in rows if r["setting"] == name), None)
         lines += [f"## {task}", "", "| setting | success | 95% CI | ms per env plan | x base | overrides |",
                   "|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: r["seconds_per_plan"]):
@@ -176,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="a comparison run directory (results/<run-name>)")
     p.add_argument("--tasks", default="TwoRoom,Reacher", help="comma-separated task names of that run")
-    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from: {', '.join(SETTINGS)}")
+    p.add_argument("--settings", default=",".join(s for s in SETTINGS if s != "default"),
+                   help=f"comma-separated, from: {', '.join(SETTINGS)} (default: all but 'default')")
     p.add_argument("--policy-steps", type=int, default=3000, help="optimiser steps of the latent policy")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")

@@ -340,7 +340,7 @@ class PlanConfig:
             raise ValueError(f"PlanConfig.precision={self.precision!r}: choose 'auto', 'fp32' or 'bf16'.")
         if self.samples < 1 or self.iterations < 1 or self.horizon < 1:
             raise ValueError("PlanConfig.samples, iterations and horizon must be >= 1.")
-        if self.elites > self.samples:
+        if self.planner == "cem" and self.elites > self.samples:
             raise ValueError(f"PlanConfig.elites={self.elites} exceeds samples={self.samples}.")
         {"cem": self.cem, "mppi": self.mppi, "adam": self.grad}[self.planner]().validate()
         return self

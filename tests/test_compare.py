@@ -89,6 +89,29 @@ def test_every_method_is_evaluated_on_the_same_pairs(smoke):
     assert lewm["status"] == "ok"
 
 
+def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
+    """experiments/planners.py: settings on the run's LeWM agent and pairs, saved per setting, table + plot."""
+    from experiments import planners
+
+    run_dir, _, cells = smoke
+    lewm_cell = next(c for c in cells if c["method"] == "lewm")
+    code = planners.main(["--run", str(run_dir), "--tasks", "TwoRoom", "--settings", "default,cem-300x10,policy",
+                          "--policy-steps", "20", "--no-progress"])
+    assert code == 0
+    records = json.loads((run_dir / "planners" / "planners.json").read_text())
+    by_name = {r["setting"]: r for r in records}
+    assert set(by_name) == {"default", "cem-300x10", "policy"}
+    # the default setting is the comparison's own evaluation: the same pairs, the same outcomes
+    assert [e["success"] for e in by_name["default"]["episodes"]] == [e["success"] for e in lewm_cell["episodes"]]
+    assert by_name["default"]["seconds_per_plan"] < by_name["cem-300x10"]["seconds_per_plan"]  # tiny: 32x3
+    assert (run_dir / "planners" / "TwoRoom" / "agent_policy" / "config.json").exists()
+    assert "| cem-300x10 |" in (run_dir / "planners" / "planners.md").read_text()
+    assert (run_dir / "planners" / "success_vs_time.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert planners.main(["--run", str(run_dir), "--tasks", "TwoRoom", "--settings", "cem-300x10", "--no-progress"]) == 0
+    assert "done before" in capsys.readouterr().out
+
+
 def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
     run_dir, _, _ = smoke
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
@@ -161,3 +184,4 @@ def test_unknown_budget_field_is_a_clear_error():
         budget_from(sb3.PPOBudget, {"timestep": 10})
     with pytest.raises(SystemExit, match="METHOD.KEY=VALUE"):
         compare.apply_overrides(compare.make_config("smoke"), ["sb3-ppo=3"])
+
