@@ -24,6 +24,7 @@ Run it with nothing else on the machine: the numbers are wall-clock.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -85,7 +86,11 @@ def _agent(preset_name: str, samples: int, iterations: int, precision: str, devi
     for block in model.predictor.blocks:  # trained AdaLN is not zero; the cost is the same either way
         torch.nn.init.normal_(block.ada[1].weight, std=0.02)
     A = p.model.action_dim
-    plan = replace(p.plan, samples=samples, iterations=iterations, precision=precision)
+    if samples:  # plain CEM (the reference planner) at the given size
+        plan = PlanConfig(samples=samples, iterations=iterations, elites=min(30, samples), horizon=p.plan.horizon,
+                          receding_horizon=p.plan.receding_horizon, precision=precision)
+    else:  # the preset's own planner
+        plan = replace(p.plan, precision=precision)
     size = p.model.image_size
     return LeWMAgent(model, np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), (size, size, 3), plan=plan, device=device)
 
@@ -132,7 +137,7 @@ def bench_plan(preset_name: str, samples: int, iterations: int, envs: int, preci
     agent = _agent(preset_name, samples, iterations, precision, device)
     z, a, goal = _inputs(agent, envs)
     run = (lambda: agent.plan_latents(z, a, goal)) if method == "lewm-agent" else (lambda: _window_by_window(agent, z, a, goal))
-    warm = _agent(preset_name, samples, 1, precision, device)
+    warm = _agent(preset_name, samples or 8, 1, precision, device)
     warm.plan_latents(z, a, goal)
     times = []
     for _ in range(repeats):
@@ -141,7 +146,9 @@ def bench_plan(preset_name: str, samples: int, iterations: int, envs: int, preci
         run()
         _sync(agent.device)
         times.append(time.perf_counter() - tic)
-    return {"preset": preset_name, "samples": samples, "iterations": iterations, "envs": envs,
+    pc = agent.plan_cfg
+    return {"preset": preset_name, "samples": pc.samples, "iterations": pc.iterations, "envs": envs,
+            "planner": "preset default" if not samples else "cem", "plan": dataclasses.asdict(pc),
             "precision": agent.precision, "method": method, "context": agent.model.cfg.history,
             "seconds": statistics.median(times), "all_seconds": times}
 
@@ -154,6 +161,8 @@ def planning(repeats: int, bf16_fast: bool, device: str = "cpu") -> list[dict]:
             for samples, iters, envs in ((300, 30, 1), (300, 10, 1), (300, 10, 8)):
                 rows.append(bench_plan(name, samples, iters, envs, prec, repeats, device=device))
                 print(_plan_line(rows[-1]), flush=True)
+        rows.append(bench_plan(name, 0, 0, 1, "auto", repeats, device=device))  # the preset's default planner
+        print(_plan_line(rows[-1]), flush=True)
         for iters in (30, 10):  # the 0.1 rollout, same CEM, same run
             rows.append(bench_plan(name, 300, iters, 1, "fp32", repeats, method="window-by-window", device=device))
             print(_plan_line(rows[-1]), flush=True)
@@ -164,7 +173,7 @@ def planning(repeats: int, bf16_fast: bool, device: str = "cpu") -> list[dict]:
 
 
 def _plan_line(r: dict) -> str:
-    return (f"plan {r['preset']:<5} {r['samples']}x{r['iterations']:<3} envs {r['envs']} {r['precision']:<4} "
+    return (f"plan {r['preset']:<5} {r['planner']:<14} {r['samples']}x{r['iterations']:<3} envs {r['envs']} {r['precision']:<4} "
             f"{r['method']:<16} {r['seconds']:.3f} s")
 
 
@@ -208,13 +217,15 @@ def markdown(result: dict) -> str:
              f"Calibration: matmul {cal['fp32_gflops']:.0f} GFLOP/s fp32, {cal['bf16_gflops']:.1f} GFLOP/s bf16 "
              f"({cal['bf16_size']}^3). Precision `auto` resolves to **{result['auto_precision']}** on this device.", "",
              "## Planning (one call, CEM, horizon 5, context = the preset's history)", "",
-             "| preset | samples x iterations | envs | precision | rollout | seconds | per env |", "|---|---|---|---|---|---|---|"]
+             "| preset | planner | samples x iterations | envs | precision | rollout | seconds | per env |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["planning"]:
-        lines.append(f"| {r['preset']} | {r['samples']}x{r['iterations']} | {r['envs']} | {r['precision']} | {r['method']} | "
+        lines.append(f"| {r['preset']} | {r['planner']} | {r['samples']}x{r['iterations']} | {r['envs']} | {r['precision']} | {r['method']} | "
                      f"{r['seconds']:.3f} | {r['seconds'] / r['envs']:.3f} |")
     lines += ["", f"Peak RSS of the planning process: {result['plan_peak_rss_mib']:.0f} MiB.", ""]
     for name in ("paper", "cpu"):
         get = lambda **k: next((r["seconds"] for r in result["planning"] if r["preset"] == name and r["precision"] == "fp32"  # noqa: E731
+                                and r["planner"] == "cem"
                                 and all(r[a] == b for a, b in k.items())), None)
         one, eight = get(samples=300, iterations=10, envs=1, method="lewm-agent"), get(samples=300, iterations=10, envs=8, method="lewm-agent")
         for it in (30, 10):

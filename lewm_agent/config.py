@@ -383,7 +383,10 @@ def _cpu() -> Preset:
         ),
         train=TrainConfig(steps=2500, batch_size=128, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
                           log_every=25, val_every=250, ckpt_every=250, cpu_bf16=False),
-        plan=PlanConfig(samples=300, iterations=10, elites=30, horizon=5, receding_horizon=5),
+        # iCEM 100x5 (experiments/planners.py, same agents and pairs): TwoRoom 98% against the
+        # reference CEM 300x10's 82% at 0.18x its planning time; Reacher 26% against 30% at 0.11x.
+        plan=PlanConfig(samples=100, iterations=5, elites=10, horizon=5, receding_horizon=5, noise_beta=2.0,
+                        keep_elites=3, sample_decay=1.25, select="best"),
         description="64x64 TwoRoom on a 2-core laptop in minutes",
         episodes=600,
     )
