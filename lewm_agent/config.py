@@ -147,8 +147,12 @@ class TrainConfig:
     """``auto`` picks CUDA when available, else CPU."""
     bf16: bool = True
     """bf16 autocast on CUDA (the reference's precision). On CPU see ``cpu_bf16``."""
-    cpu_bf16: bool = False
-    """bf16 autocast on CPU too (faster on CPUs with AVX-512 bf16; off by default)."""
+    cpu_bf16: str = "auto"
+    """bf16 autocast on CPU: ``on``, ``off`` or ``auto`` (booleans also accepted). ``auto`` is on only
+    where it was measured faster: a CPU with AVX-512 (oneDNN bf16 kernels) and a paper-size encoder
+    (at least 64 patches per image). Measured with 2 threads: on an AVX-512-bf16 CPU, bf16 took
+    0.84x the fp32 time per step for ``paper`` (224/14, 257 tokens) but 1.46x for ``cpu`` (64/16,
+    17 tokens); on an AVX2-only CPU (AMD EPYC, no AVX-512) bf16 took 12x the fp32 time for ``cpu``."""
     prefetch: bool = True
     """Build the next batches in a background thread while the current step runs (same batches)."""
 
@@ -382,7 +386,7 @@ def _cpu() -> Preset:
             pred_head_dim=32, pred_mlp_dim=512, pred_dropout=0.1, history=1, frameskip=5,
         ),
         train=TrainConfig(steps=2500, batch_size=128, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
-                          log_every=25, val_every=250, ckpt_every=250, cpu_bf16=False),
+                          log_every=25, val_every=250, ckpt_every=250),
         # iCEM 100x5 (experiments/planners.py, same agents and pairs): TwoRoom 98% against the
         # reference CEM 300x10's 82% at 0.18x its planning time; Reacher 26% against 30% at 0.11x.
         plan=PlanConfig(samples=100, iterations=5, elites=10, horizon=5, receding_horizon=5, noise_beta=2.0,

@@ -43,8 +43,8 @@ from .data import ActionNormalizer, ClipDataset, load_episodes, split_episodes
 from .metrics import effective_rank, embedding_std, participation_ratio
 from .model import LeWM
 
-__all__ = ["train", "train_step", "step_batch", "BatchStream", "autocast_context", "make_optimizer", "reuse_freed_memory",
-           "TrainResult"]
+__all__ = ["train", "train_step", "step_batch", "BatchStream", "autocast_context", "cpu_bf16_enabled",
+           "make_optimizer", "reuse_freed_memory", "TrainResult"]
 
 TRAIN_STATE = "train_state.pt"
 
@@ -73,7 +73,8 @@ def lr_lambda(cfg: TrainConfig):
     return f
 
 
-def step_batch(clips: ClipDataset, seed: int, step: int, rank: int, batch_size: int) -> tuple[int, dict[str, torch.Tensor]]:
+def step_batch(clips: ClipDataset, seed: int, step: int, rank: int,
+               batch_size: int) -> tuple[int, dict[str, torch.Tensor]]:
     """(torch seed, CPU batch) of optimiser step ``step`` on ``rank``: a pure function of (seed, step, rank).
 
     The torch seed seeds the step's dropout and SIGReg directions; the batch holds ``pixels``
@@ -187,6 +188,28 @@ def reuse_freed_memory(enabled: bool = True):
             libc.malloc_trim(0)
 
 
+def cpu_bf16_enabled(train_cfg: TrainConfig, model_cfg: ModelConfig) -> bool:
+    """Whether to train under bf16 autocast on CPU: ``TrainConfig.cpu_bf16`` resolved (see there).
+
+    ``auto``: on iff oneDNN has bf16 kernels for this CPU (x86 AVX-512 or Arm bf16) and the encoder
+    sees at least 64 patches per image (paper-size); the small presets are faster in fp32 everywhere.
+    """
+    choice = train_cfg.cpu_bf16
+    if isinstance(choice, str):
+        choice = choice.strip().lower()
+        if choice not in ("auto", "on", "off", "true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"TrainConfig.cpu_bf16={train_cfg.cpu_bf16!r}: choose 'auto', 'on' or 'off'.")
+        if choice != "auto":
+            return choice in ("on", "true", "1", "yes")
+    else:
+        return bool(choice)
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return native and (model_cfg.image_size // model_cfg.patch_size) ** 2 >= 64
+
+
 def autocast_context(device: torch.device, bf16: bool):
     """A factory of bf16 autocast contexts on ``device`` (or of null contexts when ``bf16`` is off)."""
     if not bf16:
@@ -195,7 +218,8 @@ def autocast_context(device: torch.device, bf16: bool):
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-               batch: dict[str, torch.Tensor], autocast: Any, grad_clip: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+               batch: dict[str, torch.Tensor], autocast: Any,
+               grad_clip: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One optimiser step: forward under ``autocast()``, backward, global-norm clip, AdamW, schedule.
 
     ``model`` is the LeWM (or its DistributedDataParallel wrapper); ``batch`` holds ``pixels``
@@ -212,7 +236,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
     return out, grad_norm
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+def make_optimizer(model: torch.nn.Module,
+                   cfg: TrainConfig) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW (``cfg.lr``, ``cfg.weight_decay``) and the warm-up + cosine schedule.
 
     The fused AdamW kernel (one pass over all parameters) where the parameters' device has it
@@ -313,7 +338,7 @@ def train(
             ddp_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    use_bf16 = (device.type == "cuda" and train_cfg.bf16) or (device.type == "cpu" and train_cfg.cpu_bf16)
+    use_bf16 = train_cfg.bf16 if device.type == "cuda" else (device.type == "cpu" and cpu_bf16_enabled(train_cfg, model_cfg))
     autocast = autocast_context(device, use_bf16)
     local_batch = max(1, train_cfg.batch_size // world)
     writer = None

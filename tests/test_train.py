@@ -54,3 +54,84 @@ def test_outputs_tensorboard_and_agent_metadata(tiny_run):
     assert json.loads((tiny_run / "train_config.json").read_text())["train_clips"] > 0
     lr = [e.value for e in acc.Scalars("train/lr")]
     assert lr[0] > 0 and np.argmax(lr) < len(lr) - 1  # warm-up then decay
+
+
+def _clips(tiny_data):
+    from lewm_agent.data import ActionNormalizer, ClipDataset, load_episodes
+
+    episodes = load_episodes(tiny_data)
+    normalizer = ActionNormalizer.from_actions(episodes.action[episodes.rows(np.arange(episodes.num_episodes))])
+    return ClipDataset(episodes, np.arange(episodes.num_episodes), 3, 2, normalizer)
+
+
+def test_prefetched_batches_equal_the_batches_built_in_the_loop(tiny_data):
+    from lewm_agent.train import BatchStream
+
+    clips = _clips(tiny_data)
+    with BatchStream(clips, 7, 1, 5, 3, 9, "cpu", prefetch=False) as plain:
+        expected = list(plain)
+    with BatchStream(clips, 7, 1, 5, 3, 9, "cpu", prefetch=True) as stream:
+        got = list(stream)
+    assert len(got) == len(expected) == 6
+    for (seed_a, a), (seed_b, b) in zip(got, expected):
+        assert seed_a == seed_b and a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k])
+    with BatchStream(clips, 7, 1, 5, 0, 1000, "cpu") as stream:  # stopping early ends the thread
+        next(iter(stream))
+    assert stream._thread is None
+
+
+def test_training_with_and_without_prefetching_gives_the_same_weights(tiny_data, tmp_path):
+    p = preset("tiny")
+    cfg = replace(p.train, steps=6, ckpt_every=3, log_every=3, val_every=6)
+    train(tiny_data, tmp_path / "a", p.model, cfg, p.plan, progress=False)
+    train(tiny_data, tmp_path / "b", p.model, replace(cfg, prefetch=False), p.plan, progress=False, stop_at=3)
+    train(tiny_data, tmp_path / "b", p.model, replace(cfg, prefetch=False), p.plan, progress=False, resume=True)
+    _, w_a = read_checkpoint(tmp_path / "a" / "agent")
+    _, w_b = read_checkpoint(tmp_path / "b" / "agent")
+    for k in w_a:
+        torch.testing.assert_close(w_a[k], w_b[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,side", [("cpu", 64), ("cpu", 48), ("tiny", 32), ("tiny", 40)])
+def test_patch_embedding_is_the_convolution_of_the_normalised_image(name, side):
+    from lewm_agent.model.encoder import ViTEncoder
+
+    torch.manual_seed(0)
+    enc = ViTEncoder(preset(name).model)
+    pixels = torch.randint(0, 256, (3, side, side, 3), dtype=torch.uint8)
+    fast = enc.embed_patches(pixels)
+    grads = torch.autograd.grad(fast.square().sum(), [enc.patch_embed.weight, enc.patch_embed.bias])
+    slow = enc.patch_embed(enc.preprocess(pixels)).flatten(2).transpose(1, 2)
+    expected = torch.autograd.grad(slow.square().sum(), [enc.patch_embed.weight, enc.patch_embed.bias])
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=2e-5)
+    for g, e in zip(grads, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("tokens", [5, 17, 40])
+def test_short_sequence_attention_equals_the_fused_kernel(tokens):
+    import torch.nn.functional as F
+
+    from lewm_agent.model.encoder import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, 8)
+    x = torch.randn(6, tokens, 32)
+    q, k, v = attn.qkv(x).view(6, tokens, 3, 4, 8).permute(2, 0, 3, 1, 4)
+    expected = attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(6, tokens, 32))
+    torch.testing.assert_close(attn(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_bf16_setting():
+    from lewm_agent.train import cpu_bf16_enabled
+
+    cpu, paper = preset("cpu"), preset("paper")
+    assert cpu.train.cpu_bf16 == "auto" and not cpu_bf16_enabled(cpu.train, cpu.model)  # small model: fp32
+    assert cpu_bf16_enabled(replace(cpu.train, cpu_bf16="on"), cpu.model)
+    assert cpu_bf16_enabled(replace(cpu.train, cpu_bf16=True), cpu.model)
+    assert not cpu_bf16_enabled(replace(paper.train, cpu_bf16="off"), paper.model)
+    assert not cpu_bf16_enabled(replace(paper.train, cpu_bf16=False), paper.model)
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        cpu_bf16_enabled(replace(cpu.train, cpu_bf16="sometimes"), cpu.model)
