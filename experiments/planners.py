@@ -155,20 +155,26 @@ def _plot(path: Path, records: list[dict[str, Any]]) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in records))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    names = list(dict.fromkeys(r["setting"] for r in records))
+    colours = plt.get_cmap("tab20")
+    markers = "osD^v<>P*Xh"
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks) + 2.5, 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for r in (r for r in records if r["task"] == task):
+            k = names.index(r["setting"])
             x, y = 1000 * r["seconds_per_plan"], 100 * r["success_rate"]
             err = [[y - 100 * r["ci95"][0]], [100 * r["ci95"][1] - y]]
-            ax.errorbar([x], [y], yerr=err, fmt="o", capsize=3)
-            ax.annotate(r["setting"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.errorbar([x], [y], yerr=err, fmt=markers[k % len(markers)], color=colours(k % 20), capsize=3,
+                        label=r["setting"])
         ax.set_xscale("log")
         ax.set_xlabel("planning time per env plan (ms, log)")
         ax.set_ylabel("success (%), 95% Wilson CI")
         ax.set_title(task)
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 102)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+    fig.subplots_adjust(right=1 - 2.3 / fig.get_figwidth())
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)

@@ -172,6 +172,9 @@ def _run_blocks(
     return x
 
 
+_CHUNK_FLOATS = 1 << 22  # 16 MB of fp32 activations per layer: a chunk's working set stays in cache
+
+
 def rollout_samples(
     pred: Predictor,
     z_context: torch.Tensor,
@@ -189,7 +192,33 @@ def rollout_samples(
     Returns:
         (E, S, H, D): z_hat after each planned block, as ``LeWM.rollout`` would give for each
         sample (sliding window of ``history`` latents).
+
+    Samples are independent, so large batches are cut into chunks of envs (or of one env's
+    samples) whose activations stay in cache: on a 2-core CPU, 8 envs x 300 samples of the
+    ``paper`` predictor in one piece took 9.6x the time of 1 env.
     """
+    E, S = a_plan.shape[:2]
+    widest = max(pred.blocks[0].mlp[0].out_features, 3 * pred.blocks[0].attn.heads * pred.blocks[0].attn.head_dim)
+    rows = max(1, _CHUNK_FLOATS // (widest * pred.history))  # (env, sample) rows per chunk
+    if E * S <= rows:
+        return _rollout(pred, z_context, a_context, a_plan)
+    if S <= rows:  # whole envs per chunk
+        step = max(1, rows // S)
+        parts = [_rollout(pred, z_context[i:i + step], None if a_context is None else a_context[i:i + step],
+                          a_plan[i:i + step]) for i in range(0, E, step)]
+        return torch.cat(parts, dim=0)
+    parts = [torch.cat([_rollout(pred, z_context[e:e + 1], None if a_context is None else a_context[e:e + 1],
+                                 a_plan[e:e + 1, j:j + rows]) for j in range(0, S, rows)], dim=1) for e in range(E)]
+    return torch.cat(parts, dim=0)
+
+
+def _rollout(
+    pred: Predictor,
+    z_context: torch.Tensor,
+    a_context: torch.Tensor | None,
+    a_plan: torch.Tensor,
+) -> torch.Tensor:
+    """One chunk of :func:`rollout_samples` (same arguments and result)."""
     E, c, _ = z_context.shape
     _, S, H, _ = a_plan.shape
     hist = pred.history
