@@ -53,7 +53,9 @@ def bench_train(preset_name: str, batch_size: int, image_size: int, bf16: bool, 
     """Time ``steps`` full optimiser steps (after ``warmup``) of ``preset_name`` on CPU.
 
     Returns ``{"preset", "batch_size", "image_size", "bf16", "seconds_per_step" (median),
-    "steps_per_sec", "peak_rss_mib"}`` (peak RSS of this process so far).
+    "steps_per_sec", "peak_rss_mib"}`` (peak RSS of this process so far). ``prefetch`` and
+    ``tune_malloc`` (both on, as in train.py) switch off the background batch thread and the glibc
+    heap reuse, to measure what each gives.
     """
     torch.set_num_threads(threads)
     p = preset(preset_name)
