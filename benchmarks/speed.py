@@ -109,25 +109,14 @@ def _inputs(agent: LeWMAgent, envs: int):
 def _window_by_window(agent: LeWMAgent, z, a, goal):
     """The same CEM scored the 0.1 way: every sample's window through the predictor, step by step."""
     model, pc = agent.model, agent.plan_cfg
-    E, c, _ = z.shape
 
     def cost_fn(actions):  # (E, S, H, Ad)
-        S, H = actions.shape[1], actions.shape[2]
-        flat = actions.reshape(E * S, H, -1)
-        zs = list(z.repeat_interleave(S, 0).unbind(1))
-        acts = list(a.repeat_interleave(S, 0).unbind(1)) if a is not None else []
-        preds = []
         with autocast(agent.precision, agent.device):
-            for h in range(H):
-                acts.append(flat[:, h])
-                w = min(len(zs), model.cfg.history)
-                z_next = model.predict(torch.stack(zs[-w:], 1), torch.stack(acts[-w:], 1))[:, -1].float()
-                zs.append(z_next)
-                preds.append(z_next)
-        return latent_goal_cost(torch.stack(preds, 1).view(E, S, H, -1), goal[:, None], pc.cost)
+            z_pred = model.rollout_samples(z, a, actions, method="windows").float()
+        return latent_goal_cost(z_pred, goal[:, None], pc.cost)
 
     with torch.inference_mode():
-        return cem_plan(cost_fn, torch.zeros(E, pc.horizon, model.cfg.action_block_dim, device=agent.device), pc.cem(),
+        return cem_plan(cost_fn, torch.zeros(len(z), pc.horizon, model.cfg.action_block_dim, device=agent.device), pc.cem(),
                         agent._block_low, agent._block_high, torch.Generator(device=agent.device).manual_seed(0))
 
 

@@ -43,7 +43,7 @@ from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, wr
 from .config import ModelConfig, PlanConfig, config_from_dict, replace
 from .model import LeWM
 from .planning import PlanResult, latent_goal_cost, plan
-from .precision import autocast, resolve_precision
+from .precision import autocast, planning_precision, resolve_precision
 
 __all__ = ["LeWMAgent", "EnvState", "resolve_device"]
 
@@ -349,8 +349,10 @@ class LeWMAgent:
         if mean is None:
             mean = torch.zeros(E, H, Ad, device=self.device)
 
+        precision = planning_precision(pc.precision, self.precision, self.device, E * pc.samples)
+
         def cost_fn(actions: torch.Tensor) -> torch.Tensor:  # (E, S, H, Ad) -> (E, S)
-            with autocast(self.precision, self.device):
+            with autocast(precision, self.device):
                 z_pred = self.model.rollout_samples(z_context, a_context, actions).float()  # (E, S, H, D)
             return latent_goal_cost(z_pred, z_goal[:, None], pc.cost)
 

@@ -8,7 +8,14 @@ with AVX-512 bf16 or AMX. Measured on two 2-core AMD EPYC machines (torch 2.13, 
 - without (Zen 3, AVX2 only): 158 GFLOP/s fp32 against 0.3 bf16 for a 2048^3 matmul; autocast
   made the ``paper`` planner 7x slower and the ``cpu`` planner 7.8x slower.
 
-So "auto" cannot be a constant: on CUDA it means bf16 where the GPU supports it, on a CPU it
+- with AMX (Sapphire Rapids host of an H200 machine, 2 threads): the ``paper`` planner took 0.79x
+  the fp32 time in bf16, the ``cpu`` planner 0.91x;
+- on an H200, planning is bound by kernel launches: one env's ``paper`` CEM (300 samples) took
+  0.36 s in bf16 against 0.14 s in fp32, while 8 envs (2,400 rows) took 0.32 s in bf16 against
+  0.65 s in fp32 (``benchmarks/precision_matrix.py``).
+
+So "auto" cannot be a constant: on CUDA it means bf16 where the GPU supports it, except for
+planning batches of fewer than :data:`CUDA_BF16_MIN_ROWS` sequences (fp32 there); on a CPU it
 times a predictor-sized matrix product in both precisions (about 0.1 s, cached) and picks bf16
 only if it is clearly faster.
 """
@@ -20,9 +27,11 @@ from contextlib import nullcontext
 
 import torch
 
-__all__ = ["PRECISIONS", "bf16_is_faster", "resolve_precision", "autocast"]
+__all__ = ["PRECISIONS", "CUDA_BF16_MIN_ROWS", "bf16_is_faster", "resolve_precision", "planning_precision", "autocast"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
+CUDA_BF16_MIN_ROWS = 1024
+"""On CUDA, "auto" plans in bf16 only from this many (env, sample) rows per call (measured, above)."""
 _CACHE: dict[str, bool] = {}
 
 
@@ -58,6 +67,14 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if bf16_is_faster(device) else "fp32"
     return precision
+
+
+def planning_precision(requested: str, resolved: str, device: torch.device, rows: int) -> str:
+    """The precision of one planning call of ``rows`` (env, sample) sequences: ``resolved``, except
+    that ``auto`` on CUDA stays in fp32 for small calls, which are bound by kernel launches."""
+    if requested == "auto" and device.type == "cuda" and rows < CUDA_BF16_MIN_ROWS:
+        return "fp32"
+    return resolved
 
 
 def autocast(precision: str, device: torch.device):

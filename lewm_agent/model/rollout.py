@@ -200,7 +200,7 @@ def rollout_samples(
     E, S = a_plan.shape[:2]
     widest = max(pred.blocks[0].mlp[0].out_features, 3 * pred.blocks[0].attn.heads * pred.blocks[0].attn.head_dim)
     rows = max(1, _CHUNK_FLOATS // (widest * pred.history))  # (env, sample) rows per chunk
-    if E * S <= rows:
+    if E * S <= rows or a_plan.device.type != "cpu":  # a GPU wants few, large kernels instead
         return _rollout(pred, z_context, a_context, a_plan)
     if S <= rows:  # whole envs per chunk
         step = max(1, rows // S)
