@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,9 @@ from lewm_agent.files import atomic_write_json, atomic_write_text  # noqa: E402
 from lewm_agent.model import LeWM  # noqa: E402
 from lewm_agent.planning import cem_plan, latent_goal_cost  # noqa: E402
 from lewm_agent.precision import autocast  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speed import peak_rss_mib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -256,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cores": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
         "calibration": cal, "auto_precision": auto,
         "planning": planning(args.repeats, bf16_fast, args.device),
-        "plan_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "plan_peak_rss_mib": peak_rss_mib(),
         "training": [] if args.skip_train or device.type != "cpu" else training(args.train_steps, bf16_fast),
     }
     args.out.mkdir(parents=True, exist_ok=True)
