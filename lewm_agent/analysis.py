@@ -38,7 +38,7 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     rows = episodes.rows(episode_ids)
     rng = np.random.default_rng(seed)
     rows = rng.choice(rows, size=min(num_frames, len(rows)), replace=False)
-    z = np.concatenate([agent._encode(episodes.pixels[chunk]).cpu().numpy() for chunk in np.array_split(rows, max(1, len(rows) // 256))])
+    z = np.concatenate([agent.encode(episodes.pixels[chunk]).cpu().numpy() for chunk in np.array_split(rows, max(1, len(rows) // 256))])
     s = episodes.state[rows]
     split = 2 * len(rows) // 3
     r = linear_probe(z[:split], s[:split], z[split:], s[split:])

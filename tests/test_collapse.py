@@ -19,7 +19,7 @@ STEPS = 300
 
 def _embeddings(run_dir, frames):
     agent = LeWMAgent.load(run_dir / "agent", device="cpu")  # eval mode: BatchNorm running statistics
-    return agent._encode(frames)
+    return agent.encode(frames)
 
 
 @pytest.fixture(scope="module")

@@ -128,14 +128,17 @@ def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
 
 def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "compare.py"), "--preset", "smoke", "--results", str(tmp_path),
-           "--no-progress", "--methods", "random,expert,lewm", "--set", "lewm.steps=400"]
+           "--no-progress", "--methods", "random,expert,lewm", "--set", "lewm.steps=2000"]
     cells = tmp_path / "smoke" / "cells" / "TwoRoom"
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while not (cells / "expert.json").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
         time.sleep(0.2)
-    time.sleep(3)  # inside the lewm cell's training now
+    checkpoint = tmp_path / "smoke" / "work" / "TwoRoom" / "lewm" / "checkpoint" / "config.json"
+    while not checkpoint.exists():  # inside the lewm cell's training now, with something to resume from
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(60)
     assert not (cells / "lewm.json").exists(), "the interrupted cell left no record"
