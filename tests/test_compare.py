@@ -128,9 +128,12 @@ def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
 
 def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "compare.py"), "--preset", "smoke", "--results", str(tmp_path),
-           "--no-progress", "--methods", "random,expert,lewm", "--set", "lewm.steps=2000"]
+           "--no-progress", "--methods", "random,expert,lewm", "--set", "lewm.steps=600"]
     cells = tmp_path / "smoke" / "cells" / "TwoRoom"
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # a shell that started this run in the background (cmd &) leaves SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: restore the default so that the run can be interrupted
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (cells / "expert.json").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
