@@ -99,9 +99,13 @@ def run_cell(job: dict[str, Any]) -> dict[str, Any]:
         trained = get_method(method)(task, ctx, dict(job["budget"]))
         pairs = task.pairs()
         t_eval = time.perf_counter()
-        result = evaluate(trained.actor, task.make_env, pairs, task.protocol,
-                          video_dir=run_dir / "videos" / task.name, video_episodes=job.get("video_episodes", 2),
-                          video_prefix=method, progress=ctx.progress)
+        try:
+            result = evaluate(trained.actor, task.make_env, pairs, task.protocol,
+                              video_dir=run_dir / "videos" / task.name, video_episodes=job.get("video_episodes", 2),
+                              video_prefix=method, progress=ctx.progress)
+        finally:
+            if trained.close is not None:
+                trained.close()
         r = result.to_dict()
         extra = dict(trained.extra)
         if hasattr(trained.actor, "seconds_per_plan"):

@@ -70,6 +70,8 @@ def test_smoke_runs_every_method_and_writes_every_output(smoke):
                 acc.Reload()
                 scalars += acc.Tags()["scalars"]
             assert scalars, f"{method} logged no training scalars"
+            if method.startswith("lewm"):  # and the planner's search diagnostics of every decision
+                assert {"plan/best_cost", "plan/elite_cost", "plan/std", "plan/iterations"} <= set(scalars), scalars
 
 
 def test_every_method_is_evaluated_on_the_same_pairs(smoke):

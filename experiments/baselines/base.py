@@ -118,6 +118,8 @@ class Trained:
     """Trainable parameters of what acts (None for scripted policies)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Method-specific JSON-able details (config, final losses, ...)."""
+    close: Any = None
+    """Called with no arguments once the evaluation is over (e.g. to flush a TensorBoard writer), or None."""
 
 
 class Method(Protocol):

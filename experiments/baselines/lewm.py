@@ -70,6 +70,10 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
         clock.add(time.perf_counter() - tic, final=result.final)
     record = clock.read()
     agent = LeWMAgent.load(work / "agent", device=ctx.device)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(ctx.tb_dir))  # the search diagnostics of every evaluation decision: plan/*
+    agent.log_to(writer)
     val = [int(i) for i in agent.metadata["val_episodes"]]
     if val != list(task.held_out_episodes):
         raise RuntimeError(f"LeWM held out episodes {val[:5]}... but the task's evaluation pairs come from "
@@ -83,7 +87,8 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
                    train_seconds=float(record.get("seconds", 0.0)), params=sum(p.numel() for p in agent.model.parameters()),
                    extra={"param_breakdown": agent.model.num_params(), "preset": b.preset, "steps": train_cfg.steps, "batch_size": train_cfg.batch_size,
                           "sigreg_lambda": model_cfg.sigreg_lambda, "final": record.get("final", {}),
-                          "plan": dataclasses.asdict(agent.plan_cfg)})
+                          "plan": dataclasses.asdict(agent.plan_cfg)},
+                   close=writer.close)
 
 
 @register("lewm")
