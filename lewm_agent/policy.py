@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import Episodes
+from .precision import autocast
 
 __all__ = ["PolicyConfig", "LatentPolicy", "train_policy", "fit_policy", "policy_samples"]
 
@@ -250,7 +251,7 @@ def _encode_rows(model, encode: Callable[[np.ndarray], torch.Tensor] | None, pix
     if encode is None:
         def encode(images: np.ndarray) -> torch.Tensor:
             x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast("bf16" if device.type == "cuda" else "fp32", device):
                 return model.encode(x).float()
     out = []
     with torch.inference_mode():

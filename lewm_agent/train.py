@@ -27,7 +27,7 @@ import queue
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from .config import ModelConfig, PlanConfig, TrainConfig
 from .data import ActionNormalizer, ClipDataset, load_episodes, split_episodes
 from .metrics import effective_rank, embedding_std, participation_ratio
 from .model import LeWM
+from .precision import autocast
 
 __all__ = ["train", "train_step", "step_batch", "BatchStream", "autocast_context", "cpu_bf16_enabled",
            "make_optimizer", "reuse_freed_memory", "TrainResult"]
@@ -212,9 +213,8 @@ def cpu_bf16_enabled(train_cfg: TrainConfig, model_cfg: ModelConfig) -> bool:
 
 def autocast_context(device: torch.device, bf16: bool):
     """A factory of bf16 autocast contexts on ``device`` (or of null contexts when ``bf16`` is off)."""
-    if not bf16:
-        return nullcontext
-    return lambda: torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    device, precision = torch.device(device), "bf16" if bf16 else "fp32"
+    return lambda: autocast(precision, device)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
