@@ -241,6 +241,66 @@ class GoalEnv(gym.Env, abc.ABC):
         """The uint8 (H, W, 3) image for physical ``state`` (float (state_dim,)); live state unchanged."""
         return self._render_state(self._check_state(state, "state"))
 
+    def simulate(self, state: Any, actions: Any) -> np.ndarray:
+        """The true dynamics, off the live episode: states after each action from ``state``.
+
+        For planning on true states (an oracle) or checking a plan. One physics step of this env
+        per action, exactly what :meth:`step` would reach (wrappers such as ``ActionRepeat`` are
+        not applied); the live state and the episode are unchanged.
+
+        Args:
+            state: float (state_dim,), or (B, state_dim) one start per sequence.
+            actions: float (T, A), or (B, T, A) for B sequences; clipped to ``action_space``
+                as :meth:`step` does.
+
+        Returns:
+            float32 (T, state_dim), or (B, T, state_dim) if either input has a batch axis: the
+            state after actions 1..T.
+        """
+        acts = np.asarray(actions, dtype=np.float32)
+        space = self.action_space
+        assert isinstance(space, spaces.Box), "GoalEnv subclasses use a Box action space"
+        if acts.ndim not in (2, 3) or acts.shape[-1:] != space.shape:
+            raise ValueError(
+                f"simulate: actions must have shape (T, {space.shape[0]}) or (B, T, {space.shape[0]}) "
+                f"for {type(self).__name__}, got {acts.shape}"
+            )
+        if not np.all(np.isfinite(acts)):
+            raise ValueError("simulate: actions must be finite")
+        states = np.asarray(state, dtype=np.float32)
+        if states.ndim not in (1, 2):
+            raise ValueError(f"simulate: state must have shape ({self.state_dim},) or (B, {self.state_dim}), got {states.shape}")
+        batched = acts.ndim == 3 or states.ndim == 2
+        acts = acts if acts.ndim == 3 else acts[None]
+        states = states if states.ndim == 2 else states[None]
+        B = max(len(acts), len(states))
+        if len(acts) not in (1, B) or len(states) not in (1, B):
+            raise ValueError(f"simulate: {len(states)} start states and {len(acts)} action sequences; pass one or B of each")
+        unique, inverse = np.unique(states, axis=0, return_inverse=True)  # validate each distinct start once
+        checked = np.stack([self._check_state(s, "simulate state") for s in unique])
+        starts = np.broadcast_to(checked[inverse.reshape(-1)], (B, self.state_dim))
+        acts = np.broadcast_to(np.clip(acts, space.low, space.high), (B,) + acts.shape[1:])
+        out = self._simulate(np.ascontiguousarray(starts), np.ascontiguousarray(acts, dtype=np.float32))
+        return out if batched else out[0]
+
+    def _simulate(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Hook behind :meth:`simulate`: states float32 (B, state_dim) (validated), actions float32
+        (B, T, A) (clipped) -> float32 (B, T, state_dim). Default: one sequence at a time through
+        ``_set_state`` / ``_apply_action`` / ``_get_state``, restoring the live state; suites may
+        override it with a vectorised version that gives the same numbers."""
+        B, T = actions.shape[:2]
+        out = np.empty((B, T, self.state_dim), np.float32)
+        saved = self._get_state()
+        try:
+            for b in range(B):
+                self._set_state(states[b])
+                for t in range(T):
+                    self._apply_action(actions[b, t])
+                    out[b, t] = self._get_state()
+        finally:
+            self._set_state(saved)
+        return out
+
     # ------------------------------------------------------------------ internals
     def _obs(self) -> dict[str, np.ndarray]:
         assert self._pixels is not None and self._goal_pixels is not None

@@ -127,6 +127,47 @@ def _move(px: float, py: float, dx: float, dy: float) -> tuple[float, float]:
     return min(max(px, _LO), _HI), min(max(py, _LO), _HI)
 
 
+def _move_many(px: np.ndarray, py: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_move` for float64 arrays (B,) at once, with the same numbers (same operations, same tie rules)."""
+    px, py, dx, dy = (np.array(a, np.float64) for a in (px, py, dx, dy))
+    active = np.ones(px.shape, bool)  # still moving
+    for _ in range(4):
+        # _first_hit, vectorised: earliest entry over the obstacles (the first obstacle wins ties)
+        best_t = np.full(px.shape, np.inf)
+        best_axis = np.full(px.shape, -1)
+        best_rect = np.zeros(px.shape, int)
+        for k, (x0, x1, y0, y1) in enumerate(_OBSTACLES):
+            t_enter, t_exit = np.full(px.shape, -np.inf), np.ones(px.shape)
+            axis, miss = np.full(px.shape, -1), np.zeros(px.shape, bool)
+            for a, (p, d, lo, hi) in enumerate(((px, dx, x0, x1), (py, dy, y0, y1))):
+                still = d == 0.0
+                miss |= still & ~((lo < p) & (p < hi))  # parallel and outside this slab
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ta, tb = (lo - p) / d, (hi - p) / d
+                t0, t1 = np.minimum(ta, tb), np.maximum(ta, tb)
+                later = ~still & (t0 > t_enter)
+                t_enter, axis = np.where(later, t0, t_enter), np.where(later, a, axis)
+                t_exit = np.where(still, t_exit, np.minimum(t_exit, t1))
+            hit = ~miss & (axis >= 0) & (t_enter >= 0.0) & (t_enter < np.minimum(t_exit, 1.0))
+            first = hit & (t_enter < best_t)
+            best_t, best_axis, best_rect = np.where(first, t_enter, best_t), np.where(first, axis, best_axis), np.where(first, k, best_rect)
+        free = active & (best_axis < 0)
+        px, py = np.where(free, px + dx, px), np.where(free, py + dy, py)
+        active &= ~free
+        rect = np.asarray(_OBSTACLES)[best_rect]  # (B, 4)
+        t = np.where(active, best_t, 0.0)
+        on_x, on_y = active & (best_axis == 0), active & (best_axis == 1)
+        # stopped by a vertical face: snap x just outside it, keep sliding in y (and vice versa)
+        new_px = np.where(on_x, np.where(dx > 0, rect[:, 0] - _CONTACT_GAP, rect[:, 1] + _CONTACT_GAP), px + t * dx)
+        new_py = np.where(on_y, np.where(dy > 0, rect[:, 2] - _CONTACT_GAP, rect[:, 3] + _CONTACT_GAP), py + t * dy)
+        new_dx, new_dy = np.where(on_x, 0.0, (1.0 - t) * dx), np.where(on_y, 0.0, (1.0 - t) * dy)
+        px, py = np.where(active, new_px, px), np.where(active, new_py, py)
+        dx, dy = np.where(active, new_dx, dx), np.where(active, new_dy, dy)
+        if not active.any():
+            break
+    return np.minimum(np.maximum(px, _LO), _HI), np.minimum(np.maximum(py, _LO), _HI)
+
+
 def _is_free(x: float, y: float, tolerance: float = 0.0) -> bool:
     """Whether centre (x, y) is in free configuration space (up to ``tolerance``)."""
     if not (_LO - tolerance <= x <= _HI + tolerance and _LO - tolerance <= y <= _HI + tolerance):
@@ -244,6 +285,18 @@ class TwoRoomEnv(GoalEnv):
         dx, dy = (action.astype(np.float64) * MAX_SPEED).tolist()
         x, y = _move(float(self._pos[0]), float(self._pos[1]), dx, dy)
         self._pos = np.array([x, y], np.float32)
+
+    def _simulate(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """All B sequences at once (:func:`_move_many`); the same float32 states as stepping one by one."""
+        B, T = actions.shape[:2]
+        pos = np.array([_project_free(float(x), float(y)) for x, y in states], np.float32).reshape(B, 2)
+        out = np.empty((B, T, 2), np.float32)
+        for t in range(T):
+            d = actions[:, t].astype(np.float64) * MAX_SPEED  # (B, 2)
+            x, y = _move_many(pos[:, 0].astype(np.float64), pos[:, 1].astype(np.float64), d[:, 0], d[:, 1])
+            pos = np.stack([x, y], axis=1).astype(np.float32)
+            out[:, t] = pos
+        return out
 
     def _render_state(self, state: np.ndarray) -> np.ndarray:
         size = self.image_size
