@@ -49,6 +49,8 @@ BACKGROUND_RGB = (235, 235, 228)
 WALL_RGB = (40, 40, 48)
 AGENT_RGB = (220, 40, 40)
 GLOW_ALPHA = 0.6  # opacity of the glow at the dot's centre
+GAUSSIAN_DOT_STD = 7 / 224  # the LeWM reference's agent: a Gaussian blob of std 7 px at 224 px, arena units
+DOT_STYLES = ("disc", "gaussian")
 
 _R = AGENT_RADIUS
 # Configuration space of the centre: box [_LO, _HI]^2 minus two open rectangles (the wall
@@ -226,8 +228,14 @@ class TwoRoomEnv(GoalEnv):
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
         glow: float = 0.2,
+        dot: str = "disc",
     ) -> None:
-        """``glow``: std (arena units) of a soft halo drawn around the dot on the floor; 0 = bare dot.
+        """``dot``: how the agent is drawn. ``disc``: an antialiased disc of radius ``AGENT_RADIUS``
+        (hard edge). ``gaussian``: the LeWM reference's (stable-worldmodel TwoRoom) drawing, a red
+        Gaussian blob of std ``GAUSSIAN_DOT_STD`` (7 px at 224 px) at full opacity in its centre and
+        no edge, blended over floor and walls. Dynamics and collisions are the same for both.
+
+        ``glow``: std (arena units) of a soft halo drawn around the dot on the floor; 0 = bare dot.
 
         Why a halo: with a bare dot, two frames whose dots do not overlap are equally far apart in
         pixel space however far apart the dots are (rank correlation of pixel distance with position
@@ -239,6 +247,9 @@ class TwoRoomEnv(GoalEnv):
         if not 0.0 <= glow <= 0.5:
             raise ValueError(f"glow must be in [0, 0.5] arena units, got {glow}; 0 draws a bare dot")
         self.glow = float(glow)
+        if dot not in DOT_STYLES:
+            raise ValueError(f"dot must be one of {DOT_STYLES}, got {dot!r}; 'gaussian' draws the LeWM reference's blob")
+        self.dot = dot
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._pos = np.array([0.5, 0.5], np.float32)  # live centre (x, y), arena units
 
@@ -306,6 +317,11 @@ class TwoRoomEnv(GoalEnv):
             d2 = (centres[None, :] - float(state[0])) ** 2 + (centres[:, None] - float(state[1])) ** 2
             alpha = (GLOW_ALPHA * np.exp(-d2 / (2 * self.glow**2)))[..., None] * _floor_mask(size)
             img = np.rint(img * (1.0 - alpha) + np.float32(AGENT_RGB) * alpha).astype(np.uint8)
+        if self.dot == "gaussian":  # the reference's blob: alpha = exp(-d^2 / 2 std^2), peak 1, everywhere
+            centres = (np.arange(size, dtype=np.float32) + 0.5) / size
+            d2 = (centres[None, :] - float(state[0])) ** 2 + (centres[:, None] - float(state[1])) ** 2
+            alpha = np.exp(-d2 / (2 * GAUSSIAN_DOT_STD**2))[..., None]
+            return np.rint(img * (1.0 - alpha) + np.float32(AGENT_RGB) * alpha).astype(np.uint8)
         # Antialiased disc: coverage = clamp(radius - distance + 0.5, 0, 1) in pixel units,
         # computed only in the disc's bounding box.
         cx, cy, r = float(state[0]) * size, float(state[1]) * size, _R * size

@@ -26,23 +26,44 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000, seed: int = 0) -> dict[str, float]:
+def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000, seed: int = 0,
+                local_offset: int = 25) -> dict[str, float]:
     """Probe a LeWMAgent's encoder on frames of the given episodes (their ``state`` column).
 
     Returns ``probe_r`` (mean Pearson r over state dims, fitted on 2/3 of the frames, tested on
-    the rest), ``probe_r_per_dim`` and ``distance_rank_corr`` (Spearman between squared latent
-    distance and physical-state distance over random frame pairs).
+    the rest), ``probe_r_per_dim``, ``distance_rank_corr`` (Spearman between squared latent
+    distance and physical-state distance over random frame pairs) and ``local_rank_corr`` (the
+    same over pairs of frames of one episode at most ``local_offset`` rows apart: the distances a
+    planner meets when the goal is ``local_offset`` steps ahead).
     """
     if episodes.state is None:
         raise ValueError("Probing needs a `state` column in the episode file; recollect with `lewm collect`.")
+    if local_offset < 1:
+        raise ValueError(f"local_offset={local_offset} must be >= 1 rows.")
     rows = episodes.rows(episode_ids)
     rng = np.random.default_rng(seed)
     rows = rng.choice(rows, size=min(num_frames, len(rows)), replace=False)
-    z = np.concatenate([agent.encode(episodes.pixels[chunk]).cpu().numpy() for chunk in np.array_split(rows, max(1, len(rows) // 256))])
+
+    def encode(idx: np.ndarray) -> np.ndarray:
+        return np.concatenate([agent.encode(episodes.pixels[chunk]).cpu().numpy()
+                               for chunk in np.array_split(idx, max(1, len(idx) // 256))])
+
+    z = encode(rows)
     s = episodes.state[rows]
     split = 2 * len(rows) // 3
     r = linear_probe(z[:split], s[:split], z[split:], s[split:])
     i, j = rng.integers(0, len(rows), 4000), rng.integers(0, len(rows), 4000)
     dz = ((z[i] - z[j]) ** 2).sum(1)
     ds = np.linalg.norm(s[i] - s[j], axis=1)
-    return {"probe_r": float(r.mean()), "probe_r_per_dim": r.tolist(), "distance_rank_corr": rank_correlation(dz, ds)}
+    # local pairs: (row, row + k) inside one episode, k uniform in [1, local_offset]
+    ids = np.asarray(episode_ids)
+    lengths = episodes.ep_len[ids]
+    ok = ids[lengths > 1]
+    ep = rng.choice(ok, size=1000)
+    n = episodes.ep_len[ep]
+    k = np.minimum(rng.integers(1, local_offset + 1, size=len(ep)), n - 1)
+    a = episodes.ep_offset[ep] + (rng.random(len(ep)) * (n - k)).astype(np.int64)
+    za, zb = encode(a), encode(a + k)
+    local = rank_correlation(((za - zb) ** 2).sum(1), np.linalg.norm(episodes.state[a] - episodes.state[a + k], axis=1))
+    return {"probe_r": float(r.mean()), "probe_r_per_dim": r.tolist(), "distance_rank_corr": rank_correlation(dz, ds),
+            "local_rank_corr": local}

@@ -67,8 +67,15 @@ def cmd_collect(args) -> None:
 
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
     env_kwargs.setdefault("image_size", args.image_size)
+    try:
+        policy_kwargs = json.loads(args.policy_kwargs) if args.policy_kwargs else {}
+    except ValueError as e:
+        raise SystemExit(f"error: --policy-kwargs is not JSON ({e}); pass e.g. '{{\"noise_std\": 2.0}}'.") from None
+    if not isinstance(policy_kwargs, dict):
+        raise SystemExit(f"error: --policy-kwargs must be a JSON object, got {args.policy_kwargs!r}.")
     info = collect(args.env, args.out, num_episodes=args.episodes, policy=args.policy, seed=args.seed,
-                   env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append, workers=args.workers)
+                   env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append, workers=args.workers,
+                   policy_kwargs=policy_kwargs)
     print(f"wrote {info.path}: {info.num_episodes} episodes, {info.num_frames} frames, "
           f"policy success {info.attrs.get('policy_success_rate')}")
 
@@ -83,8 +90,15 @@ def cmd_train(args) -> None:
         if getattr(args, field) is not None:
             tr = replace(tr, **{field: getattr(args, field)})
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
-    result = train(args.data, args.out, model, tr, plan, resume=args.resume)
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise SystemExit(f"error: --time-limit {args.time_limit} must be > 0 minutes (leave it out for no limit).")
+    result = train(args.data, args.out, model, tr, plan, resume=args.resume,
+                   time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one line, not one per rank
+        if result.steps < tr.steps:
+            print(f"stopped at step {result.steps} of {tr.steps} after {result.seconds:.0f}s (--time-limit); "
+                  f"continue with --resume")
+        else:
             print(f"trained {result.steps} steps in {result.seconds:.0f}s; agent at {result.agent_dir}")
 
 
@@ -112,7 +126,8 @@ def cmd_probe(args) -> None:
     result = probe_agent(agent, episodes, ids)
     print(f"linear probe of the state from the latents: r = {result['probe_r']:.3f} "
           f"(per dim {', '.join(f'{r:.3f}' for r in result['probe_r_per_dim'])}); "
-          f"rank correlation of latent vs state distance: {result['distance_rank_corr']:.3f}")
+          f"rank correlation of latent vs state distance: {result['distance_rank_corr']:.3f} (all pairs), "
+          f"{result['local_rank_corr']:.3f} (frames <= 25 steps apart)")
 
 
 def cmd_policy(args) -> None:
@@ -156,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="lewm/TwoRoom-v0")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--policy", default="expert", help="expert | random")
+    p.add_argument("--policy-kwargs", default=None,
+                   help='JSON dict of policy arguments, e.g. \'{"noise_std": 2.0, "repeat_prob": 0}\' (TwoRoom expert)')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
@@ -176,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="checkpoint and stop after this many minutes; continue later with --resume")
     p.add_argument("--model", help="ModelConfig override, repeatable", **override)
     p.add_argument("--train", help="TrainConfig override, repeatable", **override)
     p.add_argument("--plan", help="PlanConfig override saved with the agent, repeatable", **override)

@@ -51,6 +51,11 @@ class ModelConfig:
     """ViT attention heads (ViT-tiny: 3)."""
     enc_mlp_dim: int = 768
     """ViT MLP hidden size (ViT-tiny: 768)."""
+    enc_pos_embed: str = "learned"
+    """Encoder position embedding: ``learned`` (init std 0.02, the reference's HF ViT) or ``sincos``
+    (fixed 2-D sine-cosine at unit scale, as in MAE). With ``learned`` and few patches, a small object
+    on a plain background is encoded almost the same in every patch (the latent cost of a bare-dot
+    TwoRoom agent repeated with the patch period); ``sincos`` gives each patch its place from step 0."""
     latent_dim: int = 192
     """Dimension D of the latent z (output of the projectors)."""
     projector_hidden: int = 2048
@@ -106,6 +111,10 @@ class ModelConfig:
         for name in ("history", "frameskip", "action_dim", "latent_dim", "enc_depth", "pred_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.enc_pos_embed not in ("learned", "sincos"):
+            raise ValueError(f"ModelConfig.enc_pos_embed={self.enc_pos_embed!r}: choose 'learned' or 'sincos'.")
+        if self.enc_pos_embed == "sincos" and self.enc_width % 4:
+            raise ValueError(f"ModelConfig.enc_pos_embed='sincos' needs enc_width divisible by 4, got {self.enc_width}.")
         if not 0.0 <= self.pred_dropout < 1.0:
             raise ValueError(f"ModelConfig.pred_dropout must be in [0, 1), got {self.pred_dropout}.")
         if self.sigreg_lambda < 0:

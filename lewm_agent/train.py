@@ -275,6 +275,7 @@ def train(
     progress: bool = True,
     stop_at: int | None = None,
     tb_dir: str | os.PathLike | None = None,
+    time_limit_s: float | None = None,
 ) -> TrainResult:
     """Train LeWM on an HDF5 episode file and write an agent to ``out_dir/agent``.
 
@@ -286,7 +287,11 @@ def train(
         progress: show a tqdm bar.
         stop_at: stop (after checkpointing) at this step, as if killed; for tests and time-boxed runs.
         tb_dir: TensorBoard log directory (default ``out_dir/tb``).
+        time_limit_s: stop (after checkpointing) once this call has run this many seconds; the run
+            is then unfinished (no ``agent`` written) and continues with ``resume=True``.
     """
+    if time_limit_s is not None and time_limit_s <= 0:
+        raise ValueError(f"time_limit_s={time_limit_s} must be > 0 seconds (None: no limit).")
     start_time = time.perf_counter()
     out_dir = Path(out_dir)
     plan_cfg = (plan_cfg or PlanConfig()).validate()
@@ -411,8 +416,11 @@ def train(
             if is_main and (step % train_cfg.val_every == 0 or step == train_cfg.steps):
                 final["val/pred_loss"] = validate()
                 writer.add_scalar("val/pred_loss", final["val/pred_loss"], step)
-            if step % train_cfg.ckpt_every == 0 or step == end:
+            out_of_time = time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s
+            if step % train_cfg.ckpt_every == 0 or step == end or out_of_time:
                 save_checkpoint()
+            if out_of_time:
+                break
     bar.close()
 
     agent_dir = out_dir / "agent"

@@ -26,3 +26,4 @@ def test_probe_agent_runs_on_held_out_episodes(tiny_run):
     episodes = load_episodes(agent.metadata["data_path"])
     out = probe_agent(agent, episodes, np.asarray(agent.metadata["val_episodes"]), num_frames=60)
     assert len(out["probe_r_per_dim"]) == 2 and -1 <= out["probe_r"] <= 1 and -1 <= out["distance_rank_corr"] <= 1
+    assert -1 <= out["local_rank_corr"] <= 1

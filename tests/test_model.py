@@ -145,3 +145,20 @@ def test_fast_rollout_equals_the_window_by_window_predictor(context):
                     torch.testing.assert_close(fast[e, s, h], z_next, atol=1e-5, rtol=1e-4)
                     zs.append(z_next)
         torch.testing.assert_close(model.rollout(z, a, plan[:, 0]), fast[:, 0])
+
+
+def test_sincos_positions_are_fixed_distinct_and_not_saved():
+    from lewm_agent.config import preset, replace
+    from lewm_agent.model import LeWM
+    from lewm_agent.model.encoder import sincos_2d
+
+    pe = sincos_2d(4, 32)[0]  # (17, 32)
+    assert pe.shape == (17, 32) and torch.all(pe[0] == 0)
+    d = torch.cdist(pe[1:], pe[1:])
+    assert d[~torch.eye(16, dtype=bool)].min() > 0.1  # every patch has its own position code
+    cfg = replace(preset("tiny").model, enc_pos_embed="sincos").validate()
+    model = LeWM(cfg)
+    assert "encoder.pos_embed" not in model.state_dict()
+    assert not any(n == "encoder.pos_embed" for n, _ in model.named_parameters())
+    with pytest.raises(ValueError, match="enc_pos_embed"):
+        replace(preset("tiny").model, enc_pos_embed="rope").validate()

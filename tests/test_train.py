@@ -135,3 +135,16 @@ def test_cpu_bf16_setting():
     assert not cpu_bf16_enabled(replace(paper.train, cpu_bf16=False), paper.model)
     with pytest.raises(ValueError, match="cpu_bf16"):
         cpu_bf16_enabled(replace(cpu.train, cpu_bf16="sometimes"), cpu.model)
+
+
+def test_time_limit_checkpoints_and_stops_then_resume_finishes(tiny_data, tmp_path):
+    p = preset("tiny")
+    cfg = replace(p.train, steps=12, ckpt_every=100)
+    part = train(tiny_data, tmp_path / "run", p.model, cfg, p.plan, progress=False, time_limit_s=1e-9)
+    assert 1 <= part.steps < 12 and not (tmp_path / "run" / "agent").exists()
+    state = torch.load(tmp_path / "run" / "checkpoint" / TRAIN_STATE, weights_only=True)
+    assert state["step"] == part.steps  # checkpointed where it stopped, though ckpt_every is far away
+    done = train(tiny_data, tmp_path / "run", p.model, cfg, p.plan, resume=True, progress=False)
+    assert done.steps == 12 and (tmp_path / "run" / "agent" / "config.json").exists()
+    with pytest.raises(ValueError, match="time_limit_s"):
+        train(tiny_data, tmp_path / "x", p.model, cfg, p.plan, progress=False, time_limit_s=0)

@@ -112,7 +112,8 @@ def test_dense_and_sparse_rewards_and_termination():
 
 @pytest.mark.parametrize("kwargs, match", [({"reward_type": "shaped"}, "reward_type"),
                                            ({"image_size": 4}, "image_size"),
-                                           ({"render_mode": "human"}, "render_mode")])
+                                           ({"render_mode": "human"}, "render_mode"),
+                                           ({"dot": "square"}, "dot")])
 def test_constructor_validates_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TwoRoomEnv(**kwargs)
@@ -248,3 +249,20 @@ def test_policy_registry():
         make_policy("planner", env, seed=0)
     a1, a2 = make_policy("random", env, seed=5), make_policy("random", env, seed=5)
     np.testing.assert_array_equal(a1({}, {}), a2({}, {}))
+
+
+def test_gaussian_dot_is_the_reference_blob_with_soft_edges():
+    from envs.tworoom import AGENT_RGB, BACKGROUND_RGB, GAUSSIAN_DOT_STD
+
+    state = np.array([0.25, 0.25], np.float32)
+    frames = {}
+    for dot in ("disc", "gaussian"):
+        env = TwoRoomEnv(image_size=64, glow=0.0, dot=dot)
+        frames[dot] = env.reset(options={"state": state, "goal_state": [0.75, 0.75]})[0]["pixels"].astype(int)
+    centre = (16, 16)  # the pixel whose centre is nearest (0.25, 0.25) * 64 - 0.5
+    assert np.abs(frames["gaussian"][centre] - np.array(AGENT_RGB)).max() <= 25  # near full opacity at the centre
+    off = (16, 16 + 3)  # pixel centre (19.5, 16.5) px, 3.54 px from the dot centre (16, 16): outside the disc
+    assert np.array_equal(frames["disc"][off], BACKGROUND_RGB)  # (radius 2.56 px), inside the blob's soft edge
+    alpha = np.exp(-(3.5**2 + 0.5**2) / 64**2 / (2 * GAUSSIAN_DOT_STD**2))
+    expected = np.rint(np.array(BACKGROUND_RGB) * (1 - alpha) + np.array(AGENT_RGB) * alpha)
+    assert np.abs(frames["gaussian"][off] - expected).max() <= 1

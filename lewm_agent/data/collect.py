@@ -39,11 +39,12 @@ def _pixels_of(obs: Any) -> np.ndarray:
     return np.asarray(obs["pixels"] if isinstance(obs, dict) else obs)
 
 
-def _rollout(env, policy_name: str, seed: int, max_steps: int | None, low: np.ndarray, high: np.ndarray) -> _Episode:
-    """One episode of ``policy_name`` from ``env.reset(seed=seed)``."""
+def _rollout(env, policy_name: str, seed: int, max_steps: int | None, low: np.ndarray, high: np.ndarray,
+             policy_kwargs: dict[str, Any] | None = None) -> _Episode:
+    """One episode of ``policy_name`` (built with ``policy_kwargs``) from ``env.reset(seed=seed)``."""
     from envs.policies import make_policy
 
-    actor = make_policy(policy_name, env, seed=seed)
+    actor = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
     obs, info = env.reset(seed=seed)
     actor.reset(obs, info)
     pixels, actions, states = [_pixels_of(obs)], [], [info.get("state")]
@@ -64,14 +65,15 @@ def _rollout(env, policy_name: str, seed: int, max_steps: int | None, low: np.nd
 
 
 def _write_episodes(env, writer: EpisodeWriter, episodes: range, policy: str, seed: int, max_steps: int | None,
-                    low: np.ndarray, high: np.ndarray, on_episode) -> tuple[list[bool], list[float]]:
+                    low: np.ndarray, high: np.ndarray, on_episode,
+                    policy_kwargs: dict[str, Any] | None = None) -> tuple[list[bool], list[float]]:
     """Roll episodes ``episodes`` (episode i from seed ``seed + i``) into ``writer``.
 
     ``on_episode(successes)`` is called after each episode. Returns (successes, returns).
     """
     successes, returns = [], []
     for i in episodes:
-        ep = _rollout(env, policy, seed + i, max_steps, low, high)
+        ep = _rollout(env, policy, seed + i, max_steps, low, high, policy_kwargs)
         writer.add_episode(ep.pixels, ep.action, ep.state)
         successes.append(ep.success)
         returns.append(ep.episode_return)
@@ -87,7 +89,8 @@ def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
     try:
         with EpisodeWriter(job["path"], attrs=job["attrs"]) as writer:
             return _write_episodes(env, writer, range(job["first"], job["last"]), job["policy"], job["seed"],
-                                   job["max_steps"], job["low"], job["high"], lambda _: job["queue"].put(1))
+                                   job["max_steps"], job["low"], job["high"], lambda _: job["queue"].put(1),
+                                   job["policy_kwargs"])
     finally:
         env.close()
 
@@ -113,6 +116,7 @@ def collect(
     append: bool = False,
     progress: bool = True,
     workers: int = 1,
+    policy_kwargs: dict[str, Any] | None = None,
 ) -> EpisodeFileInfo:
     """Collect ``num_episodes`` episodes of ``policy`` in ``env_id`` into the episode file ``path``.
 
@@ -143,6 +147,8 @@ def collect(
             to get different episodes).
         progress: show a tqdm bar over episodes.
         workers: processes collecting in parallel (>= 1); the file does not depend on it.
+        policy_kwargs: constructor arguments of the policy (e.g. ``{"noise_std": 2.0}`` for the
+            TwoRoom expert); recorded in the file's ``policy_kwargs`` attribute (JSON).
 
     Returns:
         :func:`validate_episode_file` of the written file.
@@ -157,23 +163,30 @@ def collect(
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     workers = min(workers, num_episodes)
     env_kwargs = dict(env_kwargs or {})
+    if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
+        raise ValueError(f"policy_kwargs must be a dict of the policy's constructor arguments, got {policy_kwargs!r}")
+    policy_kwargs = dict(policy_kwargs or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
 
     env = envs.make_env(env_id, **env_kwargs)  # collects when workers == 1; else only read
     try:
         return _collect_with(env, path, env_id, env_kwargs, num_episodes, policy, seed, max_steps, append, progress,
-                             workers)
+                             workers, policy_kwargs)
     finally:
         env.close()
 
 
 def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_episodes: int, policy: str, seed: int,
-                  max_steps: int | None, append: bool, progress: bool, workers: int) -> EpisodeFileInfo:
+                  max_steps: int | None, append: bool, progress: bool, workers: int,
+                  policy_kwargs: dict[str, Any]) -> EpisodeFileInfo:
     """:func:`collect` once the arguments are checked and ``env`` is made."""
     from envs.policies import make_policy
 
-    make_policy(policy, env, seed=seed)  # fail fast on an unknown policy, before any worker starts
+    try:  # fail fast on an unknown policy or argument, before any worker starts
+        make_policy(policy, env, seed=seed, **policy_kwargs)
+    except TypeError as e:
+        raise ValueError(f"policy_kwargs {policy_kwargs} do not fit policy {policy!r}: {e}") from None
     space = env.action_space
     low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
     pixel_space = env.observation_space["pixels"] if hasattr(env.observation_space, "spaces") else env.observation_space
@@ -195,6 +208,7 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
         "policy": policies,
         "seed": int(seed),
         "max_steps": -1 if max_steps is None else int(max_steps),
+        "policy_kwargs": json.dumps(policy_kwargs, sort_keys=True),
     }
     bar = tqdm(total=num_episodes, desc=f"collect {env_id}", unit="ep", disable=not progress)
     with EpisodeWriter(path, attrs=attrs, append=append) as writer:
@@ -204,10 +218,11 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
                 bar.set_postfix(success=f"{np.mean(successes):.2f}", frames=writer.num_frames)
 
             successes, returns = _write_episodes(env, writer, range(num_episodes), policy, seed, max_steps, low, high,
-                                                 on_episode)
+                                                 on_episode, policy_kwargs)
         else:
             successes, returns = _collect_in_workers(
-                writer, path, env_id, env_kwargs, policy, seed, max_steps, low, high, attrs, num_episodes, workers, bar)
+                writer, path, env_id, env_kwargs, policy, seed, max_steps, low, high, attrs, num_episodes, workers, bar,
+                policy_kwargs)
         bar.close()
         total_successes = prev_successes + int(np.sum(successes))
         writer.update_attrs({
@@ -223,7 +238,8 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
 
 def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwargs: dict[str, Any], policy: str,
                         seed: int, max_steps: int | None, low: np.ndarray, high: np.ndarray, attrs: dict[str, Any],
-                        num_episodes: int, workers: int, bar: tqdm) -> tuple[list[bool], list[float]]:
+                        num_episodes: int, workers: int, bar: tqdm,
+                        policy_kwargs: dict[str, Any]) -> tuple[list[bool], list[float]]:
     """Collect in ``workers`` spawned processes (contiguous episode ranges), then merge in order.
 
     Spawned, not forked: a forked child would share the parent's OpenGL/EGL state.
@@ -235,7 +251,8 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
     manager = ctx.Manager()
     queue = manager.Queue()
     jobs = [
-        {"env_id": env_id, "env_kwargs": env_kwargs, "policy": policy, "seed": seed, "max_steps": max_steps,
+        {"env_id": env_id, "env_kwargs": env_kwargs, "policy": policy, "policy_kwargs": policy_kwargs, "seed": seed,
+         "max_steps": max_steps,
          "low": low, "high": high, "attrs": attrs, "first": int(bounds[k]), "last": int(bounds[k + 1]),
          "path": str(shards[k]), "queue": queue}
         for k in range(workers)

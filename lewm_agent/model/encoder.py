@@ -81,6 +81,24 @@ class Projector(nn.Sequential):
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(*lead, -1)
 
 
+def sincos_2d(n: int, width: int) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embedding (as in MAE) for an n x n patch grid plus a CLS slot.
+
+    Half of the ``width`` channels encode the patch row, half the column, each as sin/cos pairs at
+    ``width / 4`` frequencies ``1 / 10000^(k / (width / 4))``; the CLS slot is zero. Returns (1, n*n + 1, width).
+    """
+    if width % 4:
+        raise ValueError(f"sincos position embedding needs a width divisible by 4, got {width}.")
+    q = width // 4
+    freq = 1.0 / 10000 ** (torch.arange(q, dtype=torch.float64) / q)  # (q,)
+    rows, cols = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
+    def enc(pos: torch.Tensor) -> torch.Tensor:
+        angles = pos.reshape(-1, 1) * freq  # (n*n, q)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)  # (n*n, 2q)
+    grid = torch.cat([enc(rows), enc(cols)], dim=1)  # (n*n, width)
+    return torch.cat([torch.zeros(1, width, dtype=torch.float64), grid]).unsqueeze(0).float()
+
+
 class ViTEncoder(nn.Module):
     """uint8 pixels (B, H, W, 3) -> latent z (B, latent_dim). Any H = W is resized to ``image_size``."""
 
@@ -90,7 +108,10 @@ class ViTEncoder(nn.Module):
         num_patches = (cfg.image_size // cfg.patch_size) ** 2
         self.patch_embed = nn.Conv2d(3, C, kernel_size=cfg.patch_size, stride=cfg.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
-        self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, C) * 0.02)
+        if cfg.enc_pos_embed == "sincos":  # fixed: each patch token carries its grid position at unit scale
+            self.register_buffer("pos_embed", sincos_2d(cfg.image_size // cfg.patch_size, C), persistent=False)
+        else:  # learned, trunc-normal-like init of std 0.02 (HF ViT, the LeWM reference)
+            self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, C) * 0.02)
         self.blocks = nn.ModuleList(Block(C, cfg.enc_heads, cfg.enc_mlp_dim) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(C)
         self.projector = Projector(C, cfg.projector_hidden, cfg.latent_dim)

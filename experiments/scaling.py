@@ -1,0 +1,462 @@
+"""Scaling study: LeWM's planning success, linear probe and latent geometry against training steps,
+dataset size and image resolution, on one task (the bare-dot TwoRoom by default).
+
+    python experiments/scaling.py                          # study `tworoom-bare`, one variant at a time
+    python experiments/scaling.py --jobs 8 --device cuda   # the same on a GPU, 8 variants at once
+    python experiments/scaling.py --variants steps-3k,patch-64-8 --time-limit 30
+    python experiments/scaling.py --report                 # docs/scaling.md and docs/assets/scaling_*.png
+
+Every variant trains LeWM (``lewm_agent.train.train``) on its own training file and is evaluated
+with the LeWM protocol on the **same** start/goal pairs: they come from a separate evaluation
+file collected with another seed (never trained on), at the variant's image size (the expert acts
+on states, so the same seed gives the same trajectories at every size). For each variant the
+record holds success (Wilson CI), random on the same pairs, the linear probe r of the state, the
+rank correlation of latent and state distance (all pairs, and pairs at most ``goal_offset`` steps
+apart), the training wall-clock and the device.
+
+Layout under ``results/scaling/<study>/``: ``data/`` (episode files), ``runs/<variant>/`` (a
+``lewm train`` run directory; an interrupted or time-limited variant resumes from its
+checkpoint), ``records/<variant>.json`` (written atomically when the variant is finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lewm_agent.files import atomic_write_json  # noqa: E402
+
+__all__ = ["Variant", "Study", "STUDIES", "prepare_data", "run_variant", "write_report", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Variant:
+    """One point of a scaling curve: a training budget, a dataset size and a model input."""
+
+    name: str
+    axis: str
+    """Which curve the variant belongs to (``steps``, ``data``, ``image``, ...); a variant may sit on several
+    (see ``also_on``)."""
+    steps: int
+    episodes: int
+    image_size: int = 64
+    patch_size: int = 16
+    model: dict[str, Any] = field(default_factory=dict)
+    """Further ModelConfig overrides."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Further TrainConfig overrides."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env arguments over the study's (e.g. ``{"dot": "gaussian"}``); the evaluation file uses them too."""
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments of the collection policy of the training file only (the evaluation pairs always come
+    from the study's default policy, so every variant is scored on the same pairs)."""
+    also_on: tuple[str, ...] = ()
+    """Other axes this variant is the shared point of (e.g. the 10k-step, 600-episode run is on the
+    data and image curves too)."""
+
+    def validate(self) -> "Variant":
+        if self.steps < 1 or self.episodes < 2:
+            raise ValueError(f"variant {self.name}: steps must be >= 1 and episodes >= 2.")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"variant {self.name}: image_size {self.image_size} is not a multiple of patch {self.patch_size}.")
+        return self
+
+
+@dataclass
+class Study:
+    """A task, a base preset and the variants trained on it."""
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    preset: str
+    variants: list[Variant]
+    eval_episodes_collected: int = 100
+    """Episodes of the evaluation file (seed ``eval_seed``); the pairs are drawn from all of them."""
+    eval_seed: int = 1_000_000
+    pairs: int = 50
+    goal_offset: int = 25
+    budget: int = 50
+    workers: int = 2
+    """Collection processes."""
+    description: str = ""
+
+
+REFERENCE_COLLECTOR = {"noise_std": 2.0, "repeat_prob": 0.0, "speed": 1.0}
+"""The reference's TwoRoom collector (stable-worldmodel's expert with action noise 2.0, no repeats, unit
+action toward the target), in our expert's terms."""
+
+
+SINCOS = {"enc_pos_embed": "sincos"}
+
+
+def _tworoom_bare() -> Study:
+    v = Variant
+    return Study(
+        env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0}, preset="cpu",
+        description="TwoRoom with the paper's bare dot, `cpu` preset (history 1, frameskip 5, iCEM 100x5 planner)",
+        variants=[
+            v("steps-1k", "steps", 1_000, 600),
+            v("steps-3k", "steps", 3_000, 600),
+            v("steps-10k", "steps", 10_000, 600, also_on=("data", "image", "reference", "image-cpu-time")),
+            v("steps-30k", "steps", 30_000, 600),
+            v("data-2k", "data", 10_000, 2_000),
+            v("data-10k", "data", 10_000, 10_000),
+            v("patch-64-8", "image", 10_000, 600, 64, 8),
+            v("image-96-8", "image", 10_000, 600, 96, 8),
+            # about the same CPU time as steps-10k (~33 min on 2 cores): 96/8 costs ~9x a 64/16 step
+            v("image-96-8-1k", "image-cpu-time", 1_000, 600, 96, 8),
+            # fixed sine-cosine encoder positions (the learned ones barely move: the cost repeats per patch)
+            v("sincos-1k", "steps-sincos", 1_000, 600, model=SINCOS),
+            v("sincos-3k", "steps-sincos", 3_000, 600, model=SINCOS),
+            v("sincos-10k", "steps-sincos", 10_000, 600, model=SINCOS),
+            # the LeWM reference's recipe, one difference at a time (docs/fidelity.md)
+            v("ref-dot", "reference", 10_000, 600, env_kwargs={"dot": "gaussian"}),
+            v("ref-collector", "reference", 10_000, 600, policy_kwargs=REFERENCE_COLLECTOR),
+            v("ref-history-3", "reference", 10_000, 600, model={"history": 3}),
+            v("ref-all-patch-8", "reference", 10_000, 600, 64, 8, env_kwargs={"dot": "gaussian"},
+              policy_kwargs=REFERENCE_COLLECTOR),
+            # the reference's collector with each of the other levers
+            v("refcol-sincos", "combined", 10_000, 600, model=SINCOS, policy_kwargs=REFERENCE_COLLECTOR),
+            v("refcol-96-8", "combined", 10_000, 600, 96, 8, policy_kwargs=REFERENCE_COLLECTOR),
+            v("refcol-2k", "combined", 10_000, 2_000, policy_kwargs=REFERENCE_COLLECTOR),
+        ],
+    )
+
+
+def _smoke() -> Study:
+    v = Variant
+    return Study(
+        env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0}, preset="tiny", eval_episodes_collected=6, pairs=4,
+        goal_offset=5, budget=10, workers=1, description="for tests: seconds",
+        variants=[v("steps-10", "steps", 10, 12, 32, 8), v("steps-20", "steps", 20, 12, 32, 8, also_on=("data",)),
+                  v("data-16", "data", 20, 16, 32, 8)],
+    )
+
+
+STUDIES = {"tworoom-bare": _tworoom_bare, "smoke": _smoke}
+
+
+def _env_slug(study: Study) -> str:
+    return study.env_id.split("/")[-1]
+
+
+def _tag(**kwargs: dict[str, Any]) -> str:
+    """A short, stable file-name tag of non-default env/policy arguments ('' when there are none)."""
+    parts = [f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}" for k, v in kwargs.items() if v]
+    if not parts:
+        return ""
+    import hashlib
+
+    return "-" + hashlib.sha1(";".join(parts).encode()).hexdigest()[:8]
+
+
+def train_file(root: Path, study: Study, v: Variant) -> Path:
+    tag = _tag(env=v.env_kwargs, policy=v.policy_kwargs)
+    return root / "data" / f"{_env_slug(study)}-train-{v.episodes}ep-{v.image_size}px{tag}.h5"
+
+
+def eval_file(root: Path, study: Study, v: Variant) -> Path:
+    tag = _tag(env=v.env_kwargs)
+    return root / "data" / f"{_env_slug(study)}-eval-{study.eval_episodes_collected}ep-{v.image_size}px{tag}.h5"
+
+
+def prepare_data(study: Study, variants: list[Variant], root: Path, progress: bool = True) -> None:
+    """Collect every training and evaluation file the variants need (valid files are reused)."""
+    from lewm_agent.data import DatasetError, collect, validate_episode_file
+
+    wanted: dict[Path, tuple[int, Variant, int, dict]] = {}
+    for v in variants:
+        wanted[train_file(root, study, v)] = (v.episodes, v, 0, v.policy_kwargs)
+        wanted[eval_file(root, study, v)] = (study.eval_episodes_collected, v, study.eval_seed, {})
+    for path, (episodes, v, seed, policy_kwargs) in sorted(wanted.items(), key=lambda kv: str(kv[0])):
+        try:
+            if validate_episode_file(path).num_episodes == episodes:
+                continue
+            raise SystemExit(f"error: {path} holds another number of episodes than {episodes}; delete it to recollect.")
+        except DatasetError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        collect(study.env_id, path, num_episodes=episodes, seed=seed, progress=progress, workers=study.workers,
+                env_kwargs={**study.env_kwargs, **v.env_kwargs, "image_size": v.image_size}, policy_kwargs=policy_kwargs)
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def run_variant(study: Study, v: Variant, root: Path, device: str = "auto", time_limit_min: float | None = None,
+                progress: bool = True, eval_unfinished: bool = False) -> dict[str, Any] | None:
+    """Train (or resume) one variant, then evaluate and probe it; returns its record.
+
+    If the time limit stops training first: None (rerun to continue), or with ``eval_unfinished`` a
+    record of the last checkpoint with ``status="unfinished"`` (its learning-rate schedule is not done;
+    a later run resumes and replaces it)."""
+    import numpy as np
+
+    from lewm_agent.agent import LeWMAgent
+    from lewm_agent.analysis import probe_agent
+    from lewm_agent.config import preset, replace
+    from lewm_agent.data import load_episodes
+    from lewm_agent.evaluation import EvalProtocol
+    from lewm_agent.pipeline import evaluate_checkpoint
+    from lewm_agent.train import train
+
+    p = preset(study.preset)
+    model_cfg = replace(p.model, image_size=v.image_size, patch_size=v.patch_size, **v.model).validate()
+    train_cfg = replace(p.train, steps=v.steps, device=device, **v.train)
+    run_dir = root / "runs" / v.name
+    timing_path = run_dir / "timing.json"
+    timing = json.loads(timing_path.read_text()) if timing_path.exists() else {"train_seconds": 0.0, "calls": []}
+    agent_dir = run_dir / "agent"
+    steps_done = v.steps
+    if not (agent_dir / "config.json").exists():
+        resume = (run_dir / "checkpoint" / "config.json").exists()
+        result = train(train_file(root, study, v), run_dir, model_cfg, train_cfg, p.plan,
+                       resume=resume, progress=progress,
+                       time_limit_s=None if time_limit_min is None else 60 * time_limit_min)
+        timing["train_seconds"] += result.seconds
+        timing["calls"].append({"seconds": result.seconds, "steps": result.steps, "device": _device_name(device)})
+        timing["final"] = result.final
+        atomic_write_json(timing_path, timing)
+        if result.steps < v.steps:
+            if not eval_unfinished:
+                return None
+            agent_dir, steps_done = run_dir / "checkpoint", result.steps
+    protocol = EvalProtocol(num_episodes=study.pairs, goal_offset=study.goal_offset, budget=study.budget)
+    tic = time.perf_counter()
+    ev = evaluate_checkpoint(agent_dir, protocol, data_path=eval_file(root, study, v), device=device,
+                             progress=progress)
+    eval_seconds = time.perf_counter() - tic
+    agent = LeWMAgent.load(agent_dir, device=device)
+    episodes = load_episodes(eval_file(root, study, v))
+    probe = probe_agent(agent, episodes, np.arange(episodes.num_episodes), local_offset=study.goal_offset)
+    lewm, rnd = ev["lewm"], ev["random"]
+    record = {
+        "variant": v.name, "status": "ok" if steps_done == v.steps else "unfinished", "steps_done": steps_done,
+        "env_kwargs": v.env_kwargs, "policy_kwargs": v.policy_kwargs,
+        "axis": v.axis, "also_on": list(v.also_on), "steps": v.steps, "episodes": v.episodes,
+        "image_size": v.image_size, "patch_size": v.patch_size, "model_overrides": v.model, "train_overrides": v.train,
+        "study": {k: val for k, val in dataclasses.asdict(study).items() if k != "variants"},
+        "success_rate": lewm["success_rate"], "ci95": list(lewm["ci95"]), "successes": lewm["successes"],
+        "num_pairs": lewm["num_episodes"], "random_success_rate": rnd["success_rate"], "random_ci95": list(rnd["ci95"]),
+        "per_pair": [e["success"] for e in lewm["episodes"]],
+        "probe_r": probe["probe_r"], "probe_r_per_dim": probe["probe_r_per_dim"],
+        "distance_rank_corr": probe["distance_rank_corr"], "local_rank_corr": probe["local_rank_corr"],
+        "train_seconds": timing["train_seconds"], "train_calls": timing["calls"], "final_metrics": timing.get("final", {}),
+        "eval_seconds": eval_seconds, "plan_seconds_per_decision": lewm.get("plan_seconds_per_decision"),
+        "params": lewm.get("params"), "plan": lewm["protocol"].get("plan"), "device": _device_name(device),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_json(root / "records" / f"{v.name}.json", record)
+    return record
+
+
+def load_records(root: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((root / "records").glob("*.json"))]
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def write_report(study_name: str, root: Path, docs: Path) -> Path:
+    """``docs/scaling.md`` (a table per axis) and ``docs/assets/scaling_<study>.png`` from the records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = load_records(root)
+    if not records:
+        raise SystemExit(f"error: no records under {root / 'records'}; run the study first.")
+    study = STUDIES[study_name]()
+    order = ["steps", "steps-sincos", "data", "image", "image-cpu-time", "reference", "combined"]
+    axes = [a for a in order if any(a == r["axis"] or a in r["also_on"] for r in records)]
+    numeric = {"steps": ("steps", "training steps"), "steps-sincos": ("steps", "training steps, sincos positions"),
+               "data": ("episodes", "training episodes")}
+    fig, grid = plt.subplots(3, len(axes), figsize=(4.2 * len(axes), 9), squeeze=False)
+    for col, axis in enumerate(axes):
+        rows = [r for r in records if r["axis"] == axis or axis in r["also_on"]]
+        if axis in numeric:
+            rows.sort(key=lambda r: r[numeric[axis][0]])
+            xs = [r[numeric[axis][0]] for r in rows]
+            pos, labels, xlabel = xs, [f"{x:,}" for x in xs], numeric[axis][1]
+        else:  # categorical: the shared baseline first, then the variants in study order
+            names = [v.name for v in study.variants]
+            rows.sort(key=lambda r: (r["axis"] == axis, names.index(r["variant"]) if r["variant"] in names else 99))
+            pos, xlabel = list(range(len(rows))), ("image size / patch" if axis == "image" else "variant")
+            labels = [f"{r['image_size']}/{r['patch_size']}" if axis == "image" else r["variant"] for r in rows]
+        labels = [lab + ("*" if r.get("status") == "unfinished" else "") for lab, r in zip(labels, rows)]
+        for row, (key, label) in enumerate((("success_rate", "success"), ("probe_r", "linear probe r"),
+                                            ("local_rank_corr", "rank corr. latent vs state dist."))):
+            ax = grid[row][col]
+            if key == "success_rate":
+                ys = [r["success_rate"] for r in rows]
+                lo = [r["success_rate"] - r["ci95"][0] for r in rows]
+                hi = [r["ci95"][1] - r["success_rate"] for r in rows]
+                ax.errorbar(pos, ys, yerr=[lo, hi], marker="o", capsize=3, label="LeWM")
+                ax.plot(pos, [r["random_success_rate"] for r in rows], "k--", lw=1, label="random")
+                ax.axhline(0.87, color="tab:red", lw=1, ls=":", label="paper 87%")
+                ax.set_ylim(0, 1)
+            elif key == "probe_r":
+                ax.plot(pos, [r["probe_r"] for r in rows], marker="o", label="probe r")
+                ax.axhline(0.99, color="tab:red", lw=1, ls=":", label="target 0.99")
+            else:
+                ax.plot(pos, [r["local_rank_corr"] for r in rows], marker="o",
+                        label=f"frames <= {study.goal_offset} steps apart")
+                ax.plot(pos, [r["distance_rank_corr"] for r in rows], marker="s", ls="--", label="random frame pairs")
+            ax.legend(fontsize=7)
+            if axis in numeric:
+                ax.set_xscale("log")
+                ax.minorticks_off()
+            ax.set_xticks(pos)
+            ax.set_xticklabels(labels, fontsize=7, rotation=0 if axis in numeric or axis == "image" else 30, ha="right"
+                               if axis == "reference" else "center")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"LeWM scaling, {study.description}", fontsize=10)
+    fig.tight_layout()
+    png = docs / "assets" / f"scaling_{study_name}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+    lines = [f"| variant | steps | episodes | image/patch | other settings | success (95% CI) | random | probe r | "
+             f"rank corr. local / all | train wall-clock | device |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    names = [v.name for v in study.variants]
+    for r in sorted(records, key=lambda r: names.index(r["variant"]) if r["variant"] in names else 99):
+        other = ", ".join([f"{k}={v}" for k, v in {**r.get("model_overrides", {}), **r.get("train_overrides", {}),
+                                                     **r.get("env_kwargs", {})}.items()]
+                          + ([f"collector {r['policy_kwargs']}"] if r.get("policy_kwargs") else [])) or "-"
+        steps = f"{r['steps']:,}" if r.get("status", "ok") == "ok" else f"{r['steps_done']:,} of {r['steps']:,} (cut)"
+        lines.append(
+            f"| {r['variant']} | {steps} | {r['episodes']:,} | {r['image_size']}/{r['patch_size']} | {other} | "
+            f"**{100 * r['success_rate']:.0f}%** ({100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}) | "
+            f"{100 * r['random_success_rate']:.0f}% | {r['probe_r']:.3f} | {r['local_rank_corr']:.2f} / "
+            f"{r['distance_rank_corr']:.2f} | {_fmt_time(r['train_seconds'])} | {r['device']} |")
+    table = "\n".join(lines)
+    md = docs / f"scaling_{study_name}.md"
+    md.write_text(
+        f"# Scaling study `{study_name}`\n\n{study.description}.\n\n"
+        f"Produced by `python experiments/scaling.py --study {study_name}` (records under "
+        f"`results/scaling/{study_name}/records/`), then `--report`. Every variant is evaluated on the same "
+        f"{study.pairs} start/goal pairs (LeWM protocol: goal {study.goal_offset} steps ahead in a held-out "
+        f"episode, {study.budget}-step budget), drawn from a separate file of {study.eval_episodes_collected} "
+        f"episodes (seed {study.eval_seed}); random acts on the same pairs.\n\n{table}\n\n"
+        f"![scaling](assets/scaling_{study_name}.png)\n")
+    return md
+
+
+def _launch(args: argparse.Namespace, names: list[str]) -> int:
+    """Run the variants in ``args.jobs`` child processes at once (for a GPU); returns the number that failed."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads_per_job)}
+    pending, running, failed = list(names), [], 0
+    logs = Path(args.root) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            name = pending.pop(0)
+            cmd = [sys.executable, __file__, "--study", args.study, "--root", str(args.root), "--variants", name,
+                   "--device", args.device, "--no-progress", "--jobs", "1"]
+            if args.time_limit is not None:
+                cmd += ["--time-limit", str(args.time_limit)]
+            if args.eval_unfinished:
+                cmd += ["--eval-unfinished"]
+            log = open(logs / f"{name}.log", "a")
+            running.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+            print(f"started {name}", flush=True)
+        time.sleep(2)
+        for item in list(running):
+            name, proc, log = item
+            if proc.poll() is not None:
+                running.remove(item)
+                log.close()
+                failed += proc.returncode != 0
+                print(f"{name} exited with code {proc.returncode}", flush=True)
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default="tworoom-bare", choices=sorted(STUDIES))
+    ap.add_argument("--variants", help="comma-separated variant names (default: all of the study)")
+    ap.add_argument("--root", help="results directory (default: results/scaling/<study>)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--jobs", type=int, default=1, help="variants trained at once in child processes (a GPU: 4-8)")
+    ap.add_argument("--threads-per-job", type=int, default=2, help="OMP threads of each child when --jobs > 1")
+    ap.add_argument("--time-limit", type=float, metavar="MINUTES",
+                    help="training minutes per variant per call; an unfinished variant resumes on the next call")
+    ap.add_argument("--eval-unfinished", action="store_true",
+                    help="evaluate a variant stopped by --time-limit from its checkpoint (record status 'unfinished')")
+    ap.add_argument("--workers", type=int, help="collection processes (default: the study's)")
+    ap.add_argument("--prepare-only", action="store_true", help="collect the variants' data files and stop")
+    ap.add_argument("--report", action="store_true", help="only write docs/scaling_<study>.md and the plot")
+    ap.add_argument("--docs", default=str(ROOT / "docs"), help="where --report writes")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    study = STUDIES[args.study]()
+    args.root = Path(args.root or ROOT / "results" / "scaling" / args.study)
+    if args.jobs < 1 or args.threads_per_job < 1:
+        raise SystemExit("error: --jobs and --threads-per-job must be >= 1.")
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise SystemExit(f"error: --time-limit {args.time_limit} must be > 0 minutes.")
+    if args.report:
+        print(f"wrote {write_report(args.study, args.root, Path(args.docs))}")
+        return 0
+    known = {v.name: v for v in study.variants}
+    names = args.variants.split(",") if args.variants else list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"error: unknown variants {unknown} of study {args.study}; known: {', '.join(known)}.")
+    variants = [known[n].validate() for n in names]
+    if args.workers is not None:
+        if args.workers < 1:
+            raise SystemExit("error: --workers must be >= 1.")
+        study.workers = args.workers
+
+    def finished(v: Variant) -> bool:
+        path = args.root / "records" / f"{v.name}.json"
+        return path.exists() and json.loads(path.read_text()).get("status", "ok") == "ok"
+
+    todo = [v for v in variants if not finished(v)]
+    for v in variants:
+        if v not in todo:
+            print(f"{v.name}: finished earlier (records/{v.name}.json)")
+    prepare_data(study, todo, args.root, progress=not args.no_progress)
+    if args.prepare_only:
+        return 0
+    if args.jobs > 1 and len(todo) > 1:
+        return 1 if _launch(args, [v.name for v in todo]) else 0
+    for v in todo:
+        rec = run_variant(study, v, args.root, args.device, args.time_limit, progress=not args.no_progress,
+                          eval_unfinished=args.eval_unfinished)
+        if rec is None:
+            print(f"{v.name}: stopped by --time-limit; rerun to continue", flush=True)
+        else:
+            print(f"{v.name} ({rec['status']}, {rec['steps_done']} steps): success {100 * rec['success_rate']:.0f}% (random {100 * rec['random_success_rate']:.0f}%), "
+                  f"probe r {rec['probe_r']:.3f}, rank corr local {rec['local_rank_corr']:.2f} / all "
+                  f"{rec['distance_rank_corr']:.2f}, {rec['train_seconds'] / 60:.1f} min of training", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
