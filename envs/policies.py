@@ -71,8 +71,11 @@ class TwoRoomExpert:
     middle line. Each step's action is the unit direction to the current target times
     ``speed`` (slowing down within one step of the target), plus Gaussian noise of std
     ``noise_std`` per axis; with probability ``repeat_prob`` the previous action is repeated
-    instead (bursts of drift, as in the LeWM reference collector). Actions are clipped to
-    [-1, 1].
+    instead (bursts of drift). Actions are clipped to [-1, 1].
+
+    The LeWM reference's collector (stable-worldmodel's TwoRoom expert) differs: unit actions
+    toward the target, noise std 2.0 and no repeats (its repeat option is never used); that is
+    ``noise_std=2.0, repeat_prob=0.0, speed=1.0`` here (``lewm collect --policy-kwargs``).
 
     With the defaults (measured over 1000 seeded episodes, 200-step limit): ~98% success,
     mean episode length ~80 steps, and visibly different paths between episodes.

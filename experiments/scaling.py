@@ -93,6 +93,8 @@ class Study:
     workers: int = 2
     """Collection processes."""
     description: str = ""
+    paper_success: float | None = None
+    """The LeWM paper's success rate on this task (drawn on the plot), if it reports one."""
 
 
 REFERENCE_COLLECTOR = {"noise_std": 2.0, "repeat_prob": 0.0, "speed": 1.0}
@@ -101,12 +103,13 @@ action toward the target), in our expert's terms."""
 
 
 SINCOS = {"enc_pos_embed": "sincos"}
+FLATTEN = {"enc_readout": "flatten"}
 
 
 def _tworoom_bare() -> Study:
     v = Variant
     return Study(
-        env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0}, preset="cpu",
+        env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0}, preset="cpu", paper_success=0.87,
         description="TwoRoom with the paper's bare dot, `cpu` preset (history 1, frameskip 5, iCEM 100x5 planner)",
         variants=[
             v("steps-1k", "steps", 1_000, 600),
@@ -123,6 +126,12 @@ def _tworoom_bare() -> Study:
             v("sincos-1k", "steps-sincos", 1_000, 600, model=SINCOS),
             v("sincos-3k", "steps-sincos", 3_000, 600, model=SINCOS),
             v("sincos-10k", "steps-sincos", 10_000, 600, model=SINCOS),
+            # the projector reads every patch token in its slot instead of the CLS token
+            v("flatten-1k", "steps-flatten", 1_000, 600, model=FLATTEN),
+            v("flatten-3k", "steps-flatten", 3_000, 600, model=FLATTEN),
+            v("flatten-10k", "steps-flatten", 10_000, 600, model=FLATTEN),
+            v("flatten-ref-dot-1k", "steps-flatten", 1_000, 600, model=FLATTEN, env_kwargs={"dot": "gaussian"}),
+            v("flatten-ref-dot-3k", "steps-flatten", 3_000, 600, model=FLATTEN, env_kwargs={"dot": "gaussian"}),
             # the LeWM reference's recipe, one difference at a time (docs/fidelity.md)
             v("ref-dot", "reference", 10_000, 600, env_kwargs={"dot": "gaussian"}),
             v("ref-collector", "reference", 10_000, 600, policy_kwargs=REFERENCE_COLLECTOR),
@@ -137,6 +146,15 @@ def _tworoom_bare() -> Study:
     )
 
 
+def _reacher() -> Study:
+    v = Variant
+    return Study(
+        env_id="lewm/Reacher-v0", env_kwargs={}, preset="cpu", paper_success=0.86,
+        description="DeepMind Control Reacher (goal joint angles within 0.05 rad), `cpu` preset",
+        variants=[v("cls-2500", "readout", 2_500, 600), v("flatten-2500", "readout", 2_500, 600, model=FLATTEN)],
+    )
+
+
 def _smoke() -> Study:
     v = Variant
     return Study(
@@ -147,7 +165,7 @@ def _smoke() -> Study:
     )
 
 
-STUDIES = {"tworoom-bare": _tworoom_bare, "smoke": _smoke}
+STUDIES = {"tworoom-bare": _tworoom_bare, "reacher": _reacher, "smoke": _smoke}
 
 
 def _env_slug(study: Study) -> str:
@@ -288,9 +306,10 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
     if not records:
         raise SystemExit(f"error: no records under {root / 'records'}; run the study first.")
     study = STUDIES[study_name]()
-    order = ["steps", "steps-sincos", "data", "image", "image-cpu-time", "reference", "combined"]
+    order = ["readout", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time", "reference", "combined"]
     axes = [a for a in order if any(a == r["axis"] or a in r["also_on"] for r in records)]
     numeric = {"steps": ("steps", "training steps"), "steps-sincos": ("steps", "training steps, sincos positions"),
+               "steps-flatten": ("steps", "training steps, flatten readout"),
                "data": ("episodes", "training episodes")}
     fig, grid = plt.subplots(3, len(axes), figsize=(4.2 * len(axes), 9), squeeze=False)
     for col, axis in enumerate(axes):
@@ -314,7 +333,9 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
                 hi = [r["ci95"][1] - r["success_rate"] for r in rows]
                 ax.errorbar(pos, ys, yerr=[lo, hi], marker="o", capsize=3, label="LeWM")
                 ax.plot(pos, [r["random_success_rate"] for r in rows], "k--", lw=1, label="random")
-                ax.axhline(0.87, color="tab:red", lw=1, ls=":", label="paper 87%")
+                if study.paper_success is not None:
+                    ax.axhline(study.paper_success, color="tab:red", lw=1, ls=":",
+                               label=f"paper {100 * study.paper_success:.0f}%")
                 ax.set_ylim(0, 1)
             elif key == "probe_r":
                 ax.plot(pos, [r["probe_r"] for r in rows], marker="o", label="probe r")

@@ -56,6 +56,10 @@ class ModelConfig:
     (fixed 2-D sine-cosine at unit scale, as in MAE). With ``learned`` and few patches, a small object
     on a plain background is encoded almost the same in every patch (the latent cost of a bare-dot
     TwoRoom agent repeated with the patch period); ``sincos`` gives each patch its place from step 0."""
+    enc_readout: str = "cls"
+    """What the projector reads: ``cls`` (the CLS token, the reference) or ``flatten`` (every patch
+    token of the last layer, concatenated in grid order: the projector's first layer then sees which
+    patch holds what, so a latent cannot be the same for an object in two different patches)."""
     latent_dim: int = 192
     """Dimension D of the latent z (output of the projectors)."""
     projector_hidden: int = 2048
@@ -115,6 +119,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.enc_pos_embed={self.enc_pos_embed!r}: choose 'learned' or 'sincos'.")
         if self.enc_pos_embed == "sincos" and self.enc_width % 4:
             raise ValueError(f"ModelConfig.enc_pos_embed='sincos' needs enc_width divisible by 4, got {self.enc_width}.")
+        if self.enc_readout not in ("cls", "flatten"):
+            raise ValueError(f"ModelConfig.enc_readout={self.enc_readout!r}: choose 'cls' or 'flatten'.")
         if not 0.0 <= self.pred_dropout < 1.0:
             raise ValueError(f"ModelConfig.pred_dropout must be in [0, 1), got {self.pred_dropout}.")
         if self.sigreg_lambda < 0:

@@ -162,3 +162,24 @@ def test_sincos_positions_are_fixed_distinct_and_not_saved():
     assert not any(n == "encoder.pos_embed" for n, _ in model.named_parameters())
     with pytest.raises(ValueError, match="enc_pos_embed"):
         replace(preset("tiny").model, enc_pos_embed="rope").validate()
+
+
+def test_flatten_readout_tells_apart_an_object_in_two_patches():
+    """With the CLS readout and tiny learned positions, a dot in two patches at the same offset gives
+    nearly the same latent; the flatten readout sees the slot, so the latents differ at init."""
+    from lewm_agent.config import preset, replace
+    from lewm_agent.model import LeWM
+
+    img = torch.full((2, 32, 32, 3), 200, dtype=torch.uint8)
+    img[0, 2:5, 2:5] = torch.tensor([220, 40, 40], dtype=torch.uint8)  # patch (0, 0), offset 2
+    img[1, 2:5, 18:21] = torch.tensor([220, 40, 40], dtype=torch.uint8)  # patch (0, 2), same offset
+    gaps = {}
+    for readout in ("cls", "flatten"):
+        torch.manual_seed(0)
+        model = LeWM(replace(preset("tiny").model, enc_readout=readout).validate()).eval()
+        with torch.no_grad():
+            z = model.encode(img)
+        gaps[readout] = float((z[0] - z[1]).norm() / z.norm(dim=1).mean())
+    assert gaps["flatten"] > 5 * gaps["cls"]
+    with pytest.raises(ValueError, match="enc_readout"):
+        replace(preset("tiny").model, enc_readout="mean").validate()

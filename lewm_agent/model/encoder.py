@@ -3,8 +3,10 @@
     pixels uint8 (B, H, W, 3)
       -> float, ImageNet-normalised, resized to image_size       (B, 3, S, S)
       -> patch embedding (Conv2d patch x patch, stride patch)    (B, N, C)   N = (S/patch)^2
-      -> [CLS] + learned positions -> depth x pre-LN blocks      (B, N+1, C)
-      -> final LayerNorm, CLS token                              (B, C)
+      -> [CLS] + positions (learned, or fixed sin-cos)
+         -> depth x pre-LN blocks                                 (B, N+1, C)
+      -> final LayerNorm, CLS token (enc_readout="cls")           (B, C)
+         or every patch token, flattened ("flatten")              (B, N*C)
       -> projector Linear -> BatchNorm1d -> GELU -> Linear        (B, D)
 
 The projector's BatchNorm matters: LeWM reports that the ViT's final LayerNorm alone keeps
@@ -114,7 +116,9 @@ class ViTEncoder(nn.Module):
             self.pos_embed = nn.Parameter(torch.randn(1, num_patches + 1, C) * 0.02)
         self.blocks = nn.ModuleList(Block(C, cfg.enc_heads, cfg.enc_mlp_dim) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(C)
-        self.projector = Projector(C, cfg.projector_hidden, cfg.latent_dim)
+        self.readout = cfg.enc_readout
+        readout_dim = C if cfg.enc_readout == "cls" else C * num_patches
+        self.projector = Projector(readout_dim, cfg.projector_hidden, cfg.latent_dim)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -157,4 +161,6 @@ class ViTEncoder(nn.Module):
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed  # (B, N+1, C)
         for block in self.blocks:
             x = block(x)
+        if self.readout == "flatten":  # every patch token in its own slot -> (B, N*C) -> (B, D)
+            return self.projector(self.norm(x[:, 1:]).flatten(1))
         return self.projector(self.norm(x[:, 0]))  # CLS -> (B, D)
