@@ -1,6 +1,6 @@
 """Goal-conditioned pixel tasks for LeWM, registered with Gymnasium under ``lewm/``.
 
-Importing this package registers every task (once), so ``gym.make("lewm/TwoRoom-v0")``
+Importing this package registers every task (once), so ``gym.make("lewm/TwoRoom-v1")``
 works; :func:`make_env` is ``gym.make`` with a friendly error for unknown names. Suites other
 than TwoRoom import their simulator only when one of their envs is made (entry points are
 strings), and name the pip extra to install when it is missing.
@@ -35,6 +35,11 @@ OGBENCH_TASKS = {  # lewm id suffix -> OGBench env name
 
 # id -> gymnasium.register keyword arguments (entry points are strings: imported lazily).
 _GOAL_REGISTRATIONS: dict[str, dict[str, Any]] = {
+    # v1: the LeWM paper's drawing (the reference's Gaussian dot, no glow), the default task since
+    # lewm-agent 0.2; v0: the earlier default (a disc with a soft glow), kept so that files and agents
+    # made with it still evaluate on the same images.
+    "lewm/TwoRoom-v1": {"entry_point": "envs.tworoom:TwoRoomEnv", "max_episode_steps": 200,
+                        "kwargs": {"glow": 0.0, "dot": "gaussian"}},
     "lewm/TwoRoom-v0": {"entry_point": "envs.tworoom:TwoRoomEnv", "max_episode_steps": 200},
     "lewm/Reacher-v0": {"entry_point": "envs.dmc:ReacherGoalEnv", "max_episode_steps": 200},
     **{
@@ -78,7 +83,7 @@ def make_env(name: str, **kwargs: Any) -> gym.Env:
     """``gym.make(name, **kwargs)``; unknown names raise a ValueError listing :data:`ENV_IDS`.
 
     Any id registered with Gymnasium works; ``kwargs`` go to the env constructor
-    (e.g. ``make_env("lewm/TwoRoom-v0", image_size=224)``).
+    (e.g. ``make_env("lewm/TwoRoom-v1", image_size=224)``).
     """
     if name not in gym.registry:
         close = difflib.get_close_matches(name, list(ENV_IDS) + list(gym.registry), n=3)

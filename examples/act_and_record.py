@@ -7,7 +7,7 @@ import argparse
 
 import gymnasium as gym
 
-import envs  # noqa: F401  (registers lewm/TwoRoom-v0)
+import envs  # noqa: F401  (registers lewm/TwoRoom-v1)
 from lewm_agent import LeWMAgent
 from lewm_agent.video import side_by_side, write_video
 
@@ -20,7 +20,7 @@ args = parser.parse_args()
 
 agent = LeWMAgent.load(args.agent)  # device="auto": CUDA if available
 size = agent.obs_shape[0]
-env = gym.make("lewm/TwoRoom-v0", image_size=size)
+env = gym.make("lewm/TwoRoom-v1", image_size=size)
 obs, info = env.reset(seed=args.seed)  # random start and goal; the goal image is obs["goal"]
 agent.reset()
 frames = [side_by_side(obs["pixels"], obs["goal"])]

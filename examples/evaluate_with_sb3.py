@@ -21,7 +21,7 @@ parser.add_argument("--episodes", type=int, default=16)
 args = parser.parse_args()
 
 agent = LeWMAgent.load(args.agent)
-vec_env = make_vec_env("lewm/TwoRoom-v0", n_envs=args.n_envs, seed=0,
+vec_env = make_vec_env("lewm/TwoRoom-v1", n_envs=args.n_envs, seed=0,
                        env_kwargs={"image_size": agent.obs_shape[0], "max_episode_steps": 100})
 successes = []
 

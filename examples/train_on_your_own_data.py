@@ -30,9 +30,9 @@ out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 
 # 1. your rollouts -> an episode file (written atomically)
-env = gym.make("lewm/TwoRoom-v0", image_size=32)
+env = gym.make("lewm/TwoRoom-v1", image_size=32)
 rng = np.random.default_rng(0)
-attrs = {"env_id": "lewm/TwoRoom-v0", "env_kwargs": '{"image_size": 32}', "image_size": 32,
+attrs = {"env_id": "lewm/TwoRoom-v1", "env_kwargs": '{"image_size": 32}', "image_size": 32,
          "action_low": env.action_space.low, "action_high": env.action_space.high, "policy": "my-random", "seed": 0}
 with EpisodeWriter(out / "my_episodes.h5", attrs=attrs) as writer:
     for ep in range(args.episodes):

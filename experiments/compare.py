@@ -58,7 +58,7 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "TwoRoom": TaskSpec("lewm/TwoRoom-v0", 600),
+    "TwoRoom": TaskSpec("lewm/TwoRoom-v1", 600),
     "Reacher": TaskSpec("lewm/Reacher-v0", 600),
     "MetaWorld-reach": TaskSpec("lewm/MetaWorld-reach-v3", 400),
     "MetaWorld-push": TaskSpec("lewm/MetaWorld-push-v3", 600),

@@ -109,7 +109,7 @@ FLATTEN = {"enc_readout": "flatten"}
 def _tworoom_bare() -> Study:
     v = Variant
     return Study(
-        env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0}, preset="cpu", paper_success=0.87,
+        env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0, "dot": "disc"}, preset="cpu", paper_success=0.87,
         description="TwoRoom with the paper's bare dot, `cpu` preset (history 1, frameskip 5, iCEM 100x5 planner)",
         variants=[
             v("steps-1k", "steps", 1_000, 600),
@@ -127,11 +127,14 @@ def _tworoom_bare() -> Study:
             v("sincos-3k", "steps-sincos", 3_000, 600, model=SINCOS),
             v("sincos-10k", "steps-sincos", 10_000, 600, model=SINCOS),
             # the projector reads every patch token in its slot instead of the CLS token
-            v("flatten-1k", "steps-flatten", 1_000, 600, model=FLATTEN),
+            v("flatten-1k", "steps-flatten", 1_000, 600, model=FLATTEN, also_on=("sigreg-lambda", "flatten-dot")),
             v("flatten-3k", "steps-flatten", 3_000, 600, model=FLATTEN),
             v("flatten-10k", "steps-flatten", 10_000, 600, model=FLATTEN),
-            v("flatten-ref-dot-1k", "steps-flatten", 1_000, 600, model=FLATTEN, env_kwargs={"dot": "gaussian"}),
-            v("flatten-ref-dot-3k", "steps-flatten", 3_000, 600, model=FLATTEN, env_kwargs={"dot": "gaussian"}),
+            # SIGReg's weight (the paper: success above 80% for lambda in [0.01, 0.2], collapse at 0)
+            *[v(f"flatten-1k-lambda-{lam}", "sigreg-lambda", 1_000, 600, model={**FLATTEN, "sigreg_lambda": lam})
+              for lam in (0.0, 0.01, 0.2, 1.0)],
+            v("flatten-ref-dot-1k", "flatten-dot", 1_000, 600, model=FLATTEN, env_kwargs={"dot": "gaussian"}),
+            v("flatten-ref-dot-3k", "flatten-dot", 3_000, 600, model=FLATTEN, env_kwargs={"dot": "gaussian"}),
             # the LeWM reference's recipe, one difference at a time (docs/fidelity.md)
             v("ref-dot", "reference", 10_000, 600, env_kwargs={"dot": "gaussian"}),
             v("ref-collector", "reference", 10_000, 600, policy_kwargs=REFERENCE_COLLECTOR),
@@ -151,7 +154,8 @@ def _reacher() -> Study:
     return Study(
         env_id="lewm/Reacher-v0", env_kwargs={}, preset="cpu", paper_success=0.86,
         description="DeepMind Control Reacher (goal joint angles within 0.05 rad), `cpu` preset",
-        variants=[v("cls-2500", "readout", 2_500, 600), v("flatten-2500", "readout", 2_500, 600, model=FLATTEN)],
+        variants=[v("cls-2500", "readout", 2_500, 600), v("flatten-2500", "readout", 2_500, 600, model=FLATTEN),
+                  v("flatten-2500-nosigreg", "readout", 2_500, 600, model={**FLATTEN, "sigreg_lambda": 0.0})],
     )
 
 
@@ -291,6 +295,14 @@ def load_records(root: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((root / "records").glob("*.json"))]
 
 
+def _collapse(r: dict[str, Any]) -> str:
+    """Embedding std and effective rank at the last logged training step (collapse: std -> 0, rank -> 1)."""
+    m = r.get("final_metrics") or {}
+    if "train/emb_std" not in m:
+        return "-"
+    return f"{m['train/emb_std']:.2f} / {m['train/eff_rank']:.1f}"
+
+
 def _fmt_time(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
@@ -306,13 +318,23 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
     if not records:
         raise SystemExit(f"error: no records under {root / 'records'}; run the study first.")
     study = STUDIES[study_name]()
-    order = ["readout", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time", "reference", "combined"]
-    axes = [a for a in order if any(a == r["axis"] or a in r["also_on"] for r in records)]
+    current = {v.name: v for v in study.variants}
+    for r in records:  # curves follow the study's current definition, not the one a record was made with
+        if r["variant"] in current:
+            r["axis"], r["also_on"] = current[r["variant"]].axis, list(current[r["variant"]].also_on)
+    order = ["readout", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time", "reference", "combined",
+             "flatten-dot", "sigreg-lambda"]
+    axes = [a for a in order if sum(a == r["axis"] or a in r["also_on"] for r in records) >= 2]  # curves, not points
     numeric = {"steps": ("steps", "training steps"), "steps-sincos": ("steps", "training steps, sincos positions"),
                "steps-flatten": ("steps", "training steps, flatten readout"),
                "data": ("episodes", "training episodes")}
-    fig, grid = plt.subplots(3, len(axes), figsize=(4.2 * len(axes), 9), squeeze=False)
-    for col, axis in enumerate(axes):
+    ncols = min(5, len(axes))
+    blocks = -(-len(axes) // ncols)  # panels wrap into blocks of 3 rows (success, probe, rank corr.)
+    fig, panels = plt.subplots(3 * blocks, ncols, figsize=(4.2 * ncols, 8.5 * blocks), squeeze=False)
+    for ax in panels.flat:
+        ax.set_visible(False)
+    for i, axis in enumerate(axes):
+        col, grid = i % ncols, panels[3 * (i // ncols):3 * (i // ncols) + 3]
         rows = [r for r in records if r["axis"] == axis or axis in r["also_on"]]
         if axis in numeric:
             rows.sort(key=lambda r: r[numeric[axis][0]])
@@ -327,6 +349,7 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
         for row, (key, label) in enumerate((("success_rate", "success"), ("probe_r", "linear probe r"),
                                             ("local_rank_corr", "rank corr. latent vs state dist."))):
             ax = grid[row][col]
+            ax.set_visible(True)
             if key == "success_rate":
                 ys = [r["success_rate"] for r in rows]
                 lo = [r["success_rate"] - r["ci95"][0] for r in rows]
@@ -362,7 +385,8 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
     plt.close(fig)
 
     lines = [f"| variant | steps | episodes | image/patch | other settings | success (95% CI) | random | probe r | "
-             f"rank corr. local / all | train wall-clock | device |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"rank corr. local / all | emb. std / eff. rank | train wall-clock | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = [v.name for v in study.variants]
     for r in sorted(records, key=lambda r: names.index(r["variant"]) if r["variant"] in names else 99):
         other = ", ".join([f"{k}={v}" for k, v in {**r.get("model_overrides", {}), **r.get("train_overrides", {}),
@@ -373,7 +397,7 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
             f"| {r['variant']} | {steps} | {r['episodes']:,} | {r['image_size']}/{r['patch_size']} | {other} | "
             f"**{100 * r['success_rate']:.0f}%** ({100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}) | "
             f"{100 * r['random_success_rate']:.0f}% | {r['probe_r']:.3f} | {r['local_rank_corr']:.2f} / "
-            f"{r['distance_rank_corr']:.2f} | {_fmt_time(r['train_seconds'])} | {r['device']} |")
+            f"{r['distance_rank_corr']:.2f} | {_collapse(r)} | {_fmt_time(r['train_seconds'])} | {r['device']} |")
     table = "\n".join(lines)
     md = docs / f"scaling_{study_name}.md"
     md.write_text(

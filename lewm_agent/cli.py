@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     override = dict(action="append", metavar="KEY=VALUE")
 
     p = sub.add_parser("collect", help="roll a collection policy into an HDF5 episode file")
-    p.add_argument("--env", default="lewm/TwoRoom-v0")
+    p.add_argument("--env", default="lewm/TwoRoom-v1")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--policy", default="expert", help="expert | random")
     p.add_argument("--policy-kwargs", default=None,
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_policy)
 
     p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
-    p.add_argument("--env", default="lewm/TwoRoom-v0")
+    p.add_argument("--env", default="lewm/TwoRoom-v1")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--env-kwargs", default=None, help='JSON dict of env arguments, e.g. \'{"glow": 0.15}\'')
     p.add_argument("--out", default="runs/tworoom-cpu")

@@ -399,6 +399,9 @@ def _cpu() -> Preset:
             image_size=64, patch_size=16, enc_width=128, enc_depth=4, enc_heads=4, enc_mlp_dim=256,
             latent_dim=64, projector_hidden=512, pred_width=128, pred_depth=3, pred_heads=4,
             pred_head_dim=32, pred_mlp_dim=512, pred_dropout=0.1, history=1, frameskip=5,
+            # the projector reads the 16 patch tokens in their slots (docs/tworoom_bare.md): on the
+            # bare-dot TwoRoom 98% at 1,000 steps against 36% with the CLS token; Reacher 34% vs 36%
+            enc_readout="flatten",
         ),
         train=TrainConfig(steps=2500, batch_size=128, lr=1e-3, warmup_steps=100, weight_decay=1e-3,
                           log_every=25, val_every=250, ckpt_every=250),

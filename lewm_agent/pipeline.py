@@ -85,7 +85,7 @@ def evaluate_checkpoint(
 def run_pipeline(
     preset: Preset,
     out_dir: str | os.PathLike,
-    env_id: str = "lewm/TwoRoom-v0",
+    env_id: str = "lewm/TwoRoom-v1",
     env_kwargs: dict[str, Any] | None = None,
     episodes: int | None = None,
     policy: str = "expert",

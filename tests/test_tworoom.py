@@ -266,3 +266,14 @@ def test_gaussian_dot_is_the_reference_blob_with_soft_edges():
     alpha = np.exp(-(3.5**2 + 0.5**2) / 64**2 / (2 * GAUSSIAN_DOT_STD**2))
     expected = np.rint(np.array(BACKGROUND_RGB) * (1 - alpha) + np.array(AGENT_RGB) * alpha)
     assert np.abs(frames["gaussian"][off] - expected).max() <= 1
+
+
+def test_v1_is_the_papers_drawing_and_v0_keeps_the_glow():
+    from envs.tworoom import BACKGROUND_RGB
+
+    v1, v0 = envs.make_env("lewm/TwoRoom-v1").unwrapped, TwoRoomEnv()
+    assert (v1.glow, v1.dot) == (0.0, "gaussian") and (v0.glow, v0.dot) == (0.2, "disc")
+    start = {"state": np.array([0.2, 0.2], np.float32), "goal_state": np.array([0.8, 0.8], np.float32)}
+    row, col = int(0.2 * 64), int(0.35 * 64)  # 0.15 arena widths right of the dot: inside v0's halo only
+    assert np.array_equal(v1.reset(options=start)[0]["pixels"][row, col], BACKGROUND_RGB)
+    assert not np.array_equal(v0.reset(options=start)[0]["pixels"][row, col], BACKGROUND_RGB)

@@ -136,7 +136,7 @@ def collect(
     statistics cover the whole file; ``seed``/``max_steps`` are those of the latest call.
 
     Args:
-        env_id: a registered id, e.g. ``"lewm/TwoRoom-v0"``.
+        env_id: a registered id, e.g. ``"lewm/TwoRoom-v1"``.
         path: the ``.h5`` file to write.
         num_episodes: episodes to collect (>= 1).
         policy: ``"expert"`` or ``"random"`` (see :func:`envs.policies.make_policy`).

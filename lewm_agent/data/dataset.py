@@ -123,7 +123,7 @@ class EpisodeWriter:
 
     Example::
 
-        with EpisodeWriter("tworoom.h5", attrs={"env_id": "lewm/TwoRoom-v0"}) as w:
+        with EpisodeWriter("tworoom.h5", attrs={"env_id": "lewm/TwoRoom-v1"}) as w:
             w.add_episode(pixels, action, state)   # (T, H, W, 3) uint8, (T, A), (T, S)
     """
 
