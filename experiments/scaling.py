@@ -155,7 +155,9 @@ def _reacher() -> Study:
         env_id="lewm/Reacher-v0", env_kwargs={}, preset="cpu", paper_success=0.86,
         description="DeepMind Control Reacher (goal joint angles within 0.05 rad), `cpu` preset",
         variants=[v("cls-2500", "readout", 2_500, 600), v("flatten-2500", "readout", 2_500, 600, model=FLATTEN),
-                  v("flatten-2500-nosigreg", "readout", 2_500, 600, model={**FLATTEN, "sigreg_lambda": 0.0})],
+                  v("flatten-2500-nosigreg", "readout", 2_500, 600, model={**FLATTEN, "sigreg_lambda": 0.0}),
+                  # the arm is thin and the goal tight (0.05 rad): 96 px images, 6 x 6 patches of 16 px
+                  v("flatten-96-16-2500", "readout", 2_500, 600, 96, 16, model=FLATTEN)],
     )
 
 
