@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -110,7 +111,8 @@ def _tworoom_bare() -> Study:
     v = Variant
     return Study(
         env_id="lewm/TwoRoom-v0", env_kwargs={"glow": 0.0, "dot": "disc"}, preset="cpu", paper_success=0.87,
-        description="TwoRoom with the paper's bare dot, `cpu` preset (history 1, frameskip 5, iCEM 100x5 planner)",
+        description="TwoRoom with a bare dot (a disc, no glow; `dot=gaussian` rows: the paper's blob), `cpu` preset "
+                    "(history 1, frameskip 5, iCEM 100x5 planner)",
         variants=[
             v("steps-1k", "steps", 1_000, 600),
             v("steps-3k", "steps", 3_000, 600),
@@ -183,8 +185,6 @@ def _tag(**kwargs: dict[str, Any]) -> str:
     parts = [f"{k}={json.dumps(v, sort_keys=True, separators=(',', ':'))}" for k, v in kwargs.items() if v]
     if not parts:
         return ""
-    import hashlib
-
     return "-" + hashlib.sha1(";".join(parts).encode()).hexdigest()[:8]
 
 
