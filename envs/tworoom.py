@@ -312,15 +312,14 @@ class TwoRoomEnv(GoalEnv):
     def _render_state(self, state: np.ndarray) -> np.ndarray:
         size = self.image_size
         img = _background(size).copy()
-        if self.glow > 0:  # soft halo on the floor (walls stay opaque)
+        if self.glow > 0 or self.dot == "gaussian":  # squared distance of each pixel centre to the dot
             centres = (np.arange(size, dtype=np.float32) + 0.5) / size
-            d2 = (centres[None, :] - float(state[0])) ** 2 + (centres[:, None] - float(state[1])) ** 2
-            alpha = (GLOW_ALPHA * np.exp(-d2 / (2 * self.glow**2)))[..., None] * _floor_mask(size)
+            d2 = ((centres[None, :] - float(state[0])) ** 2 + (centres[:, None] - float(state[1])) ** 2)[..., None]
+        if self.glow > 0:  # soft halo on the floor (walls stay opaque)
+            alpha = GLOW_ALPHA * np.exp(-d2 / (2 * self.glow**2)) * _floor_mask(size)
             img = np.rint(img * (1.0 - alpha) + np.float32(AGENT_RGB) * alpha).astype(np.uint8)
         if self.dot == "gaussian":  # the reference's blob: alpha = exp(-d^2 / 2 std^2), peak 1, everywhere
-            centres = (np.arange(size, dtype=np.float32) + 0.5) / size
-            d2 = (centres[None, :] - float(state[0])) ** 2 + (centres[:, None] - float(state[1])) ** 2
-            alpha = np.exp(-d2 / (2 * GAUSSIAN_DOT_STD**2))[..., None]
+            alpha = np.exp(-d2 / (2 * GAUSSIAN_DOT_STD**2))
             return np.rint(img * (1.0 - alpha) + np.float32(AGENT_RGB) * alpha).astype(np.uint8)
         # Antialiased disc: coverage = clamp(radius - distance + 0.5, 0, 1) in pixel units,
         # computed only in the disc's bounding box.
