@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from experiments.baselines import METHODS, Task, save_pairs  # noqa: E402
 from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
 from experiments.cells import cell_key, cell_path, execute_cell, load_cell  # noqa: E402
-from experiments.report import markdown_table, write_reports  # noqa: E402
+from experiments.report import markdown_table, task_table, update_block, write_reports  # noqa: E402
 from lewm_agent.files import atomic_write_json  # noqa: E402
 
 __all__ = ["TaskSpec", "CompareConfig", "TASKS", "PRESETS", "make_config", "prepare_task", "run", "main"]
@@ -55,6 +55,8 @@ class TaskSpec:
     policy: str = "expert"
     max_steps: int | None = None
     """Cap on each collected episode (None: the env's time limit)."""
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method, budget settings for this task over the run's (e.g. ``{"lewm": {"preset": "reacher"}}``)."""
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -87,13 +89,47 @@ class CompareConfig:
     workers: int = 1
     """Processes collecting each task's data."""
     device: str = "auto"
+    task_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per task, :class:`TaskSpec` fields that replace those of :data:`TASKS` (the ``tasks`` preset's recipes)."""
 
+    def spec(self, name: str) -> tuple[str, TaskSpec]:
+        """The short name and the collection/budget recipe of task ``name`` in this run."""
+        short, spec = _resolve_task(name)
+        return short, dataclasses.replace(spec, **self.task_specs.get(short, {}))
+
+    def budget(self, spec: TaskSpec, method: str) -> dict[str, Any]:
+        """The method's budget on a task: the run's settings, then the task's own."""
+        return {**self.budgets.get(method, {}), **spec.budgets.get(method, {})}
+
+
+def _task_preset(name: str, **extra: Any) -> dict[str, Any]:
+    """TaskSpec fields of the LeWM per-task preset ``name`` (its env, data and budget), plus ``extra``."""
+    from lewm_agent.config import preset
+
+    p = preset(name)
+    return {"env_id": p.env_id, "episodes": p.episodes, "policy": p.policy, "budgets": {"lewm": {"preset": name}},
+            **extra}
+
+
+TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "TwoRoom": ("tworoom", {}),
+    "Reacher": ("reacher", {}),
+    "PushT": ("pusht", {}),
+    # the arm drawn at 10% opacity is ~90% of OGBench's render cost on a CPU (6 against ~48 frames/s);
+    # without it the gripper pads still show where the hand is
+    "OGBench-cube": ("cube", {"env_kwargs": {"show_arm": False}}),
+    "MetaWorld-push": ("metaworld-push", {}),
+}
+"""The ``tasks`` preset: each task with the LeWM preset of :mod:`lewm_agent.config` made for it (and any
+task settings of its own)."""
 
 METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "sb3-ppo", "sb3-sac", "dreamerv3"]
 
 
 def make_config(preset: str) -> CompareConfig:
-    """The named preset: ``smoke`` (tests, ~2 min), ``quick`` (default, <= 25 min on 2 CPU cores), ``full`` (GPU)."""
+    """The named preset: ``smoke`` (tests, ~2 min), ``quick`` (default, <= 25 min on 2 CPU cores), ``tasks``
+    (LeWM, random and the expert on every task with its own LeWM preset, each <= 90 min of training on 2 CPU
+    cores; hours in all, resumable), ``full`` (GPU)."""
     if preset == "smoke":
         return CompareConfig(
             tasks=["TwoRoom"], methods=list(METHOD_ORDER), episodes=20, eval_episodes=6, eval_budget=30,
@@ -116,10 +152,14 @@ def make_config(preset: str) -> CompareConfig:
                      "sb3-sac": {"timesteps": 500_000, "buffer_size": 100_000, "learning_starts": 5_000,
                                  "batch_size": 256},
                      "dreamerv3": DREAMER_BUDGETS["full"]})
-    raise KeyError(f"Unknown preset {preset!r}; choose smoke, quick or full.")
+    if preset == "tasks":
+        return CompareConfig(
+            tasks=list(TASK_PRESETS), methods=["random", "expert", "lewm"], workers=2, budgets={},
+            task_specs={task: _task_preset(name, **extra) for task, (name, extra) in TASK_PRESETS.items()})
+    raise KeyError(f"Unknown preset {preset!r}; choose {', '.join(PRESETS)}.")
 
 
-PRESETS = ("smoke", "quick", "full")
+PRESETS = ("smoke", "quick", "tasks", "full")
 
 
 def _parse_value(text: str) -> Any:
@@ -132,6 +172,7 @@ def _parse_value(text: str) -> Any:
 def apply_overrides(cfg: CompareConfig, items: list[str]) -> CompareConfig:
     """``method.key=value`` items -> budgets (values parsed as JSON where they parse, else strings)."""
     budgets = {m: dict(b) for m, b in cfg.budgets.items()}
+    task_specs = json.loads(json.dumps(cfg.task_specs))  # a deep copy
     for item in items:
         name, eq, value = item.partition("=")
         method, dot, key = name.partition(".")
@@ -140,7 +181,10 @@ def apply_overrides(cfg: CompareConfig, items: list[str]) -> CompareConfig:
         if method not in METHODS:
             raise SystemExit(f"error: --set {item!r}: unknown method {method!r}; methods: {', '.join(sorted(METHODS))}.")
         budgets.setdefault(method, {})[key] = _parse_value(value)
-    return dataclasses.replace(cfg, budgets=budgets)
+        for spec in task_specs.values():  # an explicit setting beats a task's own
+            if method in spec.get("budgets", {}):
+                spec["budgets"][method][key] = _parse_value(value)
+    return dataclasses.replace(cfg, budgets=budgets, task_specs=task_specs)
 
 
 def _resolve_task(name: str) -> tuple[str, TaskSpec]:
@@ -239,12 +283,12 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[
     cells = [(t, m) for t in cfg.tasks for m in cfg.methods]
     tasks: dict[str, Task] = {}
     for i, (tname, method) in enumerate(cells):
-        short, spec = _resolve_task(tname)
+        short, spec = cfg.spec(tname)
         if short not in tasks:
             print(f"== task {short}: {spec.env_id}, {cfg.episodes or spec.episodes} {spec.policy} episodes", flush=True)
             tasks[short] = prepare_task(short, spec, cfg, run_dir, progress)
         task = tasks[short]
-        budget = dict(cfg.budgets.get(method, {}))
+        budget = cfg.budget(spec, method)
         key = cell_key(task.to_dict() | {"pairs": str(task.pairs_path)}, method, budget)
         path = cell_path(run_dir, short, method)
         old = load_cell(path)
@@ -266,6 +310,18 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[
         write_reports(run_dir, records, _header(header, cfg))
     write_reports(run_dir, records, _header(header, cfg))
     return records
+
+
+def finished_cells(run_dir: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` plus every other finished cell saved in ``run_dir`` (an earlier call with other ``--tasks``
+    or ``--methods``), so that a preset run piece by piece reports all of its pieces."""
+    seen = {(r["task"], r["method"]) for r in records}
+    extra = []
+    for path in sorted(Path(run_dir).glob("cells/*/*.json")):
+        r = load_cell(path)
+        if r is not None and r.get("status") == "ok" and (r.get("task"), r.get("method")) not in seen:
+            extra.append(r)
+    return records + extra
 
 
 def _header(header: dict[str, Any], cfg: CompareConfig) -> dict[str, Any]:
@@ -304,8 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-episodes", type=int, default=None)
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE (which registers methods) in every cell, repeatable")
+    parser.add_argument("--readme", default=None, metavar="PATH",
+                        help="also write the per-task table into PATH between <!-- RUN-NAME-table:begin/end --> markers "
+                             "(the README's `tasks` table: --preset tasks --readme README.md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.readme:  # checked before any work starts
+        block = f"{args.run_name or args.preset}-table"
+        text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
+        if f"<!-- {block}:begin -->" not in text or f"<!-- {block}:end -->" not in text:
+            parser.error(f"--readme {args.readme} has no '<!-- {block}:begin -->' ... '<!-- {block}:end -->' block; "
+                         "add both markers where the table goes.")
 
     for module in args.plugin:
         importlib.import_module(module)
@@ -325,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     tic = time.perf_counter()
     records = run(cfg, run_dir, progress=not args.no_progress, plugins=args.plugin)
     print("\n" + markdown_table(records))
+    if args.readme:
+        update_block(Path(args.readme), f"{run_dir.name}-table", task_table(finished_cells(run_dir, records)))
+        print(f"wrote the per-task table into {args.readme}")
     print(f"{time.perf_counter() - tic:.0f} s; results in {run_dir}/ (results.md, plots/, videos/); "
           f"tensorboard --logdir {run_dir / 'tb'}")
     failed = [r for r in records if r["status"] == "error"]

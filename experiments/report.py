@@ -14,7 +14,8 @@ from typing import Any
 
 from lewm_agent.files import atomic_write_json, atomic_write_text
 
-__all__ = ["CSV_COLUMNS", "markdown_table", "write_csv", "write_plots", "write_reports"]
+__all__ = ["CSV_COLUMNS", "PAPER_SUCCESS", "markdown_table", "task_table", "update_block", "write_csv", "write_plots",
+           "write_reports"]
 
 CSV_COLUMNS = [
     "task", "method", "status", "success_rate", "ci95_low", "ci95_high", "successes", "num_episodes", "mean_return",
@@ -88,6 +89,49 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     if notes:
         out += "\n" + "\n".join(notes) + "\n"
     return out
+
+
+PAPER_SUCCESS = {"TwoRoom": 87, "Reacher": 86, "PushT": 96, "OGBench-cube": 74}
+"""LeWM's success (%) in the paper, per task of this project that it reports (50 episodes)."""
+
+
+def _cell(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "not run"
+    if r.get("status") != "ok":
+        return str(r.get("status"))
+    lo, hi = r["ci95"]
+    return f"{100 * r['success_rate']:.0f}% ({100 * lo:.0f}-{100 * hi:.0f})"
+
+
+def task_table(records: list[dict[str, Any]], lewm: str = "lewm") -> str:
+    """One row per task: LeWM, random and the expert on the same pairs (success, 95% Wilson CI), LeWM's
+    training wall-clock and data, and the paper's LeWM figure; cells not (yet) run say so."""
+    by = {(r["task"], r["method"]): r for r in records}
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    lines = ["| task | LeWM | random | expert | LeWM training (wall-clock, data) | paper LeWM |",
+             "|---|---|---|---|---|---|"]
+    for t in tasks:
+        r = by.get((t, lewm))
+        train = "-"
+        if r is not None and r.get("status") == "ok":
+            train = f"{_fmt_seconds(r['train_seconds'])}, {_fmt_int(r['data_used'])} {r['data_kind']}"
+        paper = f"{PAPER_SUCCESS[t]}%" if t in PAPER_SUCCESS else "-"
+        lines.append(f"| {t} | **{_cell(r)}** | {_cell(by.get((t, 'random')))} | {_cell(by.get((t, 'expert')))} | "
+                     f"{train} | {paper} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_block(path: Path, name: str, text: str) -> Path:
+    """Replace what lies between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``path`` by ``text``
+    (atomically); a file without both markers is left alone and named in the error."""
+    path = Path(path)
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    old = path.read_text()
+    i, j = old.find(begin), old.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"{path} has no '{begin}' ... '{end}' block to write into; add both markers where the table goes.")
+    return atomic_write_text(path, old[: i + len(begin)] + "\n" + text.rstrip("\n") + "\n" + old[j:])
 
 
 def write_csv(path: Path, records: list[dict[str, Any]]) -> None:
@@ -207,6 +251,8 @@ def write_reports(run_dir: Path, records: list[dict[str, Any]], header: dict[str
     md = [f"# Comparison `{header.get('run_name', run_dir.name)}`\n",
           f"{header.get('date', '')}, {header.get('machine', {}).get('summary', '')}. "
           f"Protocol: {header.get('protocol_summary', '')}\n", markdown_table(records), LEGEND]
+    if len({r["task"] for r in records}) > 1 and any(r["method"] == "lewm" for r in records):
+        md.append("\n## Per task\n\n" + task_table(records))
     if plots:
         md.append("\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots) + "\n")
     videos = [v for r in records for v in r.get("videos", [])[:1]]

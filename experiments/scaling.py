@@ -85,6 +85,8 @@ class Study:
     env_kwargs: dict[str, Any]
     preset: str
     variants: list[Variant]
+    policy: str = "expert"
+    """Collection policy of the training and evaluation files (``expert`` or ``random``)."""
     eval_episodes_collected: int = 100
     """Episodes of the evaluation file (seed ``eval_seed``); the pairs are drawn from all of them."""
     eval_seed: int = 1_000_000
@@ -159,7 +161,20 @@ def _reacher() -> Study:
         variants=[v("cls-2500", "readout", 2_500, 600), v("flatten-2500", "readout", 2_500, 600, model=FLATTEN),
                   v("flatten-2500-nosigreg", "readout", 2_500, 600, model={**FLATTEN, "sigreg_lambda": 0.0}),
                   # the arm is thin and the goal tight (0.05 rad): 96 px images, 6 x 6 patches of 16 px
-                  v("flatten-96-16-2500", "readout", 2_500, 600, 96, 16, model=FLATTEN)],
+                  v("flatten-96-16-2500", "readout", 2_500, 600, 96, 16, model=FLATTEN),
+                  # the arm has momentum: one frame does not show its velocity (the reference keeps 3)
+                  v("flatten-h3-2500", "history", 2_500, 600, model={**FLATTEN, "history": 3})],
+    )
+
+
+def _reacher_random() -> Study:
+    v = Variant
+    return Study(
+        env_id="lewm/Reacher-v0", env_kwargs={}, preset="cpu", paper_success=0.86, policy="random",
+        description="DeepMind Control Reacher as the LeWM reference collects and scores it: uniform random torques, "
+                    "200-step episodes, pairs (goal 25 steps ahead) from random episodes; `cpu` preset",
+        variants=[v("random-h1-2500", "history", 2_500, 300, model=FLATTEN),
+                  v("random-h3-2500", "history", 2_500, 300, model={**FLATTEN, "history": 3})],
     )
 
 
@@ -173,7 +188,7 @@ def _smoke() -> Study:
     )
 
 
-STUDIES = {"tworoom-bare": _tworoom_bare, "reacher": _reacher, "smoke": _smoke}
+STUDIES = {"tworoom-bare": _tworoom_bare, "reacher": _reacher, "reacher-random": _reacher_random, "smoke": _smoke}
 
 
 def _env_slug(study: Study) -> str:
@@ -188,14 +203,19 @@ def _tag(**kwargs: dict[str, Any]) -> str:
     return "-" + hashlib.sha1(";".join(parts).encode()).hexdigest()[:8]
 
 
+def _policy_slug(study: Study) -> str:
+    return "" if study.policy == "expert" else f"-{study.policy}"
+
+
 def train_file(root: Path, study: Study, v: Variant) -> Path:
     tag = _tag(env=v.env_kwargs, policy=v.policy_kwargs)
-    return root / "data" / f"{_env_slug(study)}-train-{v.episodes}ep-{v.image_size}px{tag}.h5"
+    return root / "data" / f"{_env_slug(study)}{_policy_slug(study)}-train-{v.episodes}ep-{v.image_size}px{tag}.h5"
 
 
 def eval_file(root: Path, study: Study, v: Variant) -> Path:
     tag = _tag(env=v.env_kwargs)
-    return root / "data" / f"{_env_slug(study)}-eval-{study.eval_episodes_collected}ep-{v.image_size}px{tag}.h5"
+    name = f"{_env_slug(study)}{_policy_slug(study)}-eval-{study.eval_episodes_collected}ep-{v.image_size}px{tag}.h5"
+    return root / "data" / name
 
 
 def prepare_data(study: Study, variants: list[Variant], root: Path, progress: bool = True) -> None:
@@ -214,7 +234,8 @@ def prepare_data(study: Study, variants: list[Variant], root: Path, progress: bo
         except DatasetError:
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
-        collect(study.env_id, path, num_episodes=episodes, seed=seed, progress=progress, workers=study.workers,
+        collect(study.env_id, path, num_episodes=episodes, policy=study.policy, seed=seed, progress=progress,
+                workers=study.workers,
                 env_kwargs={**study.env_kwargs, **v.env_kwargs, "image_size": v.image_size}, policy_kwargs=policy_kwargs)
 
 
@@ -324,7 +345,7 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
     for r in records:  # curves follow the study's current definition, not the one a record was made with
         if r["variant"] in current:
             r["axis"], r["also_on"] = current[r["variant"]].axis, list(current[r["variant"]].also_on)
-    order = ["readout", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time", "reference", "combined",
+    order = ["readout", "history", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time", "reference", "combined",
              "flatten-dot", "sigreg-lambda"]
     axes = [a for a in order if sum(a == r["axis"] or a in r["also_on"] for r in records) >= 2]  # curves, not points
     numeric = {"steps": ("steps", "training steps"), "steps-sincos": ("steps", "training steps, sincos positions"),

@@ -153,8 +153,9 @@ def cmd_run(args) -> None:
     p.model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
     env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else None
-    result = run_pipeline(p, args.out, env_id=args.env, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
-                          policy=args.policy,
+    env_id = args.env or p.env_id or "lewm/TwoRoom-v1"
+    result = run_pipeline(p, args.out, env_id=env_id, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
+                          policy=args.policy or p.policy,
                           protocol=_protocol(args), video_episodes=args.video, plan=plan,
                           workers=args.workers, max_steps=args.max_steps)
     print(_summary(result))
@@ -225,12 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_policy)
 
     p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
-    p.add_argument("--env", default="lewm/TwoRoom-v1")
+    p.add_argument("--env", default=None,
+                   help="goal env id (default: the preset's task, e.g. --preset reacher: lewm/Reacher-v0; else lewm/TwoRoom-v1)")
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--env-kwargs", default=None, help='JSON dict of env arguments, e.g. \'{"glow": 0.15}\'')
     p.add_argument("--out", default="runs/tworoom-cpu")
     p.add_argument("--episodes", type=int, default=None, help="episodes to collect (default: the preset's)")
-    p.add_argument("--policy", default="expert", help="collection policy: expert | random")
+    p.add_argument("--policy", default=None, help="collection policy: expert | random (default: the preset's)")
     p.add_argument("--max-steps", type=int, default=None, help="cap on collected episode length")
     p.add_argument("--workers", type=int, default=1, help="collection processes")
     p.add_argument("--steps", type=int, default=None)

@@ -375,6 +375,10 @@ class Preset:
     description: str = ""
     episodes: int = 1000
     """Episodes to collect for this preset when the CLI collects data itself."""
+    env_id: str | None = None
+    """The task a per-task preset was tuned on (``lewm run --preset NAME`` collects it); None: any."""
+    policy: str = "expert"
+    """Collection policy of the preset's data (``expert`` or ``random``)."""
 
 
 def _tiny() -> Preset:
@@ -414,6 +418,40 @@ def _cpu() -> Preset:
     )
 
 
+def _for_task(env_id: str, description: str, steps: int, episodes: int, policy: str = "expert",
+              model: dict[str, Any] | None = None, plan: dict[str, Any] | None = None) -> Preset:
+    """The ``cpu`` preset tuned for one task: ``steps`` optimiser steps on ``episodes`` of ``policy``."""
+    base = _cpu()
+    return Preset(
+        model=dataclasses.replace(base.model, **(model or {})),
+        train=dataclasses.replace(base.train, steps=steps),
+        plan=dataclasses.replace(base.plan, **(plan or {})),
+        description=description, episodes=episodes, env_id=env_id, policy=policy,
+    )
+
+
+def _tworoom() -> Preset:
+    return _for_task("lewm/TwoRoom-v1", "TwoRoom (the paper's bare dot), 64 px: ~4 min of training on 2 CPU cores",
+                     steps=1000, episodes=600)
+
+
+def _reacher() -> Preset:
+    return _for_task("lewm/Reacher-v0", "DeepMind Control Reacher, 64 px, history 3 (the arm has momentum)",
+                     steps=2500, episodes=600, model={"history": 3})
+
+
+def _pusht() -> Preset:
+    return _for_task("lewm/PushT-v0", "PushT, 64 px", steps=2500, episodes=600)
+
+
+def _cube() -> Preset:
+    return _for_task("lewm/OGBench-cube-single-v0", "OGBench cube (single), 64 px", steps=2500, episodes=300)
+
+
+def _metaworld_push() -> Preset:
+    return _for_task("lewm/MetaWorld-push-v3", "Meta-World push, 64 px", steps=2500, episodes=600)
+
+
 def _paper() -> Preset:
     return Preset(
         model=ModelConfig(),
@@ -424,11 +462,15 @@ def _paper() -> Preset:
     )
 
 
-PRESETS: dict[str, Any] = {"tiny": _tiny, "cpu": _cpu, "paper": _paper}
+PRESETS: dict[str, Any] = {"tiny": _tiny, "cpu": _cpu, "paper": _paper, "tworoom": _tworoom, "reacher": _reacher,
+                           "pusht": _pusht, "cube": _cube, "metaworld-push": _metaworld_push}
+"""``tiny``/``cpu``/``paper`` fit any task; the others are the ``cpu`` preset tuned for one task (its
+``env_id``, data and budget), each <= 90 minutes of training on 2 CPU cores (``compare.py --preset tasks``)."""
 
 
 def preset(name: str) -> Preset:
-    """A fresh copy of the named preset (``tiny``, ``cpu`` or ``paper``)."""
+    """A fresh copy of the named preset (``tiny``, ``cpu``, ``paper``, or a task's: ``tworoom``, ``reacher``,
+    ``pusht``, ``cube``, ``metaworld-push``)."""
     if name not in PRESETS:
         raise KeyError(f"Unknown preset {name!r}; known presets: {sorted(PRESETS)}.")
     return PRESETS[name]()

@@ -136,10 +136,18 @@ class EvalResult:
     seconds: float
     protocol: dict[str, Any]
     episodes: list[dict[str, Any]] = field(default_factory=list)
+    """Per pair: ``episode``/``row`` of its start, ``success``, ``steps_to_success`` (-1: never), and the goal
+    distance in task units (``info["distance"]``; None where the env reports none) at the start, its minimum
+    over the episode and at the end: how near a failure came."""
     videos: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _num(x: float) -> float | None:
+    """A JSON-safe float: None for NaN (an env that reports no distance)."""
+    return None if np.isnan(x) else float(x)
 
 
 def evaluate(
@@ -179,6 +187,8 @@ def evaluate(
     success = np.zeros(n, bool)
     steps_to_success = np.full(n, -1)
     returns = np.zeros(n)
+    dist = np.array([float(info.get("distance", np.nan)) for info in infos])  # task units, if the env reports it
+    start_dist, min_dist = dist.copy(), dist.copy()
     n_video = min(video_episodes, n) if video_dir is not None else 0
     frames: list[list[np.ndarray]] = [[side_by_side(pixels[i], goals[i])] for i in range(n_video)]
     decision_times = []
@@ -194,6 +204,8 @@ def evaluate(
             obs, reward, terminated, truncated, info = env.step(actions[i])
             pixels[i], infos[i] = obs["pixels"], info
             returns[i] += float(reward)
+            dist[i] = float(info.get("distance", np.nan))
+            min_dist[i] = np.fmin(min_dist[i], dist[i])
             if info["is_success"] and not success[i]:
                 success[i], steps_to_success[i] = True, t + 1
             done[i] = terminated or truncated
@@ -221,7 +233,8 @@ def evaluate(
         decision_seconds_max=float(np.max(decision_times)),
         seconds=time.perf_counter() - start,
         protocol={**dataclasses.asdict(protocol), **(extra_protocol or {})},
-        episodes=[{"episode": p.episode, "row": p.row, "success": bool(s), "steps_to_success": int(st)}
-                  for p, s, st in zip(pairs, success, steps_to_success)],
+        episodes=[{"episode": p.episode, "row": p.row, "success": bool(s), "steps_to_success": int(st),
+                   "start_distance": _num(d0), "min_distance": _num(dm), "final_distance": _num(df)}
+                  for p, s, st, d0, dm, df in zip(pairs, success, steps_to_success, start_dist, min_dist, dist)],
         videos=videos,
     )

@@ -176,13 +176,16 @@ def test_every_preset_budget_is_accepted_by_its_method(name):
     assert set(cfg.methods) <= set(METHODS) and cfg.tasks
     for task in cfg.tasks:
         assert task in compare.TASKS
-    for method in ("lewm", "lewm-nosigreg"):
-        b = budget_from(lewm.Budget, cfg.budgets[method])
-        model = preset(b.preset).model
-        assert cfg.image_size % (b.patch_size or model.patch_size) == 0
-    budget_from(sb3.PPOBudget, cfg.budgets["sb3-ppo"])
-    budget_from(sb3.SACBudget, cfg.budgets["sb3-sac"])
-    dreamer._check_budget(budget_from(dreamer.Budget, cfg.budgets["dreamerv3"]))
+        short, spec = cfg.spec(task)
+        for method in {"lewm", "lewm-nosigreg"} & set(cfg.methods):
+            b = budget_from(lewm.Budget, cfg.budget(spec, method))
+            p = preset(b.preset)
+            assert cfg.image_size % (b.patch_size or p.model.patch_size) == 0
+            assert p.env_id in (None, spec.env_id), f"{short}: LeWM preset {b.preset} was made for {p.env_id}"
+        if "sb3-ppo" in cfg.methods:
+            budget_from(sb3.PPOBudget, cfg.budget(spec, "sb3-ppo"))
+            budget_from(sb3.SACBudget, cfg.budget(spec, "sb3-sac"))
+            dreamer._check_budget(budget_from(dreamer.Budget, cfg.budget(spec, "dreamerv3")))
 
 
 def test_unknown_budget_field_is_a_clear_error():
@@ -193,3 +196,40 @@ def test_unknown_budget_field_is_a_clear_error():
     with pytest.raises(SystemExit, match="METHOD.KEY=VALUE"):
         compare.apply_overrides(compare.make_config("smoke"), ["sb3-ppo=3"])
 
+
+
+def test_tasks_preset_gives_each_task_its_own_lewm_preset_and_set_beats_it():
+    cfg = compare.make_config("tasks")
+    assert cfg.methods == ["random", "expert", "lewm"]
+    _, reacher = cfg.spec("Reacher")
+    _, tworoom = cfg.spec("TwoRoom")
+    assert cfg.budget(reacher, "lewm") == {"preset": "reacher"} and cfg.budget(tworoom, "lewm") == {"preset": "tworoom"}
+    assert cfg.spec("lewm/Reacher-v0")[1] == reacher, "a task named by its env id gets the same recipe"
+    over = compare.apply_overrides(cfg, ["lewm.steps=7"])
+    assert over.budget(over.spec("Reacher")[1], "lewm") == {"preset": "reacher", "steps": 7}
+    assert cfg.budget(reacher, "lewm") == {"preset": "reacher"}, "the preset itself is left unchanged"
+
+
+def test_readme_block_gets_the_per_task_table(smoke, tmp_path):
+    run_dir, _, _ = smoke
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- smoke-table:begin -->\nold table\n<!-- smoke-table:end -->\noutro\n")
+    code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress", "--methods",
+                         "random,expert", "--readme", str(readme)])
+    assert code == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- smoke-table:begin -->\n| task | LeWM | random | expert |") and "old table" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| TwoRoom |"))
+    lewm, rnd, expert = row.split("|")[2:5]
+    assert "%" in rnd and "%" in expert, row
+    assert "%" in lewm, "the LeWM cell finished by an earlier call on the same run is reported too: " + row
+    assert text.endswith("<!-- smoke-table:end -->\noutro\n")
+
+
+def test_readme_without_markers_is_refused_before_any_work(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers here\n")
+    with pytest.raises(SystemExit):
+        compare.main(["--preset", "smoke", "--results", str(tmp_path / "r"), "--readme", str(readme)])
+    assert "smoke-table:begin" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and readme.read_text() == "no markers here\n"
