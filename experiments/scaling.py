@@ -303,6 +303,8 @@ def run_variant(study: Study, v: Variant, root: Path, device: str = "auto", time
         "success_rate": lewm["success_rate"], "ci95": list(lewm["ci95"]), "successes": lewm["successes"],
         "num_pairs": lewm["num_episodes"], "random_success_rate": rnd["success_rate"], "random_ci95": list(rnd["ci95"]),
         "per_pair": [e["success"] for e in lewm["episodes"]],
+        "per_pair_min_distance": [e.get("min_distance") for e in lewm["episodes"]],
+        "random_per_pair_min_distance": [e.get("min_distance") for e in rnd["episodes"]],
         "probe_r": probe["probe_r"], "probe_r_per_dim": probe["probe_r_per_dim"],
         "distance_rank_corr": probe["distance_rank_corr"], "local_rank_corr": probe["local_rank_corr"],
         "train_seconds": timing["train_seconds"], "train_calls": timing["calls"], "final_metrics": timing.get("final", {}),

@@ -148,3 +148,18 @@ def test_time_limit_checkpoints_and_stops_then_resume_finishes(tiny_data, tmp_pa
     assert done.steps == 12 and (tmp_path / "run" / "agent" / "config.json").exists()
     with pytest.raises(ValueError, match="time_limit_s"):
         train(tiny_data, tmp_path / "x", p.model, cfg, p.plan, progress=False, time_limit_s=0)
+
+
+def test_every_task_preset_names_a_registered_task_and_validates():
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the tasks)
+    from lewm_agent.config import PRESETS
+
+    tasks = [name for name in PRESETS if preset(name).env_id is not None]
+    assert set(tasks) >= {"tworoom", "reacher", "pusht", "cube", "metaworld-push"}
+    for name in tasks:
+        p = preset(name)
+        assert p.env_id in gym.registry and p.policy in ("expert", "random"), name
+        p.model.validate(), p.plan.validate()
+        assert p.model.image_size % p.model.patch_size == 0 and p.episodes >= 100
