@@ -45,7 +45,15 @@ def test_reacher_target_sphere_is_hidden_so_the_goal_comes_from_the_goal_image(r
 
 def test_reacher_rejects_wrist_angles_beyond_the_joint_limit(reacher):
     with pytest.raises(ValueError, match="wrist"):
-        reacher.reset(options={"state": [0.0, 3.0, 0.0, 0.0]})
+        reacher.reset(options={"state": [0.0, 3.2, 0.0, 0.0]})
+    with pytest.raises(ValueError, match="radians"):
+        reacher.reset(options={"state": [0.0, 90.0, 0.0, 0.0]})  # degrees by mistake
+
+
+def test_reacher_accepts_the_soft_limit_overshoot_its_own_physics_reaches(reacher):
+    """Random torques push the wrist past 160 degrees (2.805 rad was recorded): such a state replays."""
+    _, info = reacher.reset(options={"state": [0.0, 2.805, 0.0, 0.0], "goal_state": [0.0, -2.805, 0.0, 0.0]})
+    assert abs(info["state"][1] - 2.805) < 1e-5
 
 
 def test_reacher_torque_moves_the_arm_the_right_way(reacher):
