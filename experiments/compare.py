@@ -89,6 +89,8 @@ class CompareConfig:
     workers: int = 1
     """Processes collecting each task's data."""
     device: str = "auto"
+    every_method: bool = True
+    """Without ``--methods``, also run every other registered method (plugins included) after ``methods``."""
     task_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per task, :class:`TaskSpec` fields that replace those of :data:`TASKS` (the ``tasks`` preset's recipes)."""
 
@@ -154,7 +156,7 @@ def make_config(preset: str) -> CompareConfig:
                      "dreamerv3": DREAMER_BUDGETS["full"]})
     if preset == "tasks":
         return CompareConfig(
-            tasks=list(TASK_PRESETS), methods=["random", "expert", "lewm"], workers=2, budgets={},
+            tasks=list(TASK_PRESETS), methods=["random", "expert", "lewm"], workers=2, budgets={}, every_method=False,
             task_specs={task: _task_preset(name, **extra) for task, (name, extra) in TASK_PRESETS.items()})
     raise KeyError(f"Unknown preset {preset!r}; choose {', '.join(PRESETS)}.")
 
@@ -380,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         over["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.methods:
         over["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
-    else:
+    elif cfg.every_method:
         over["methods"] = cfg.methods + [m for m in METHODS if m not in cfg.methods]
     for name in ("episodes", "eval_episodes", "eval_budget", "seed", "device", "workers", "video_episodes"):
         if getattr(args, name) is not None:
