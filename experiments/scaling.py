@@ -37,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lewm_agent.files import atomic_write_json  # noqa: E402
+from lewm_agent.files import atomic_write_json, atomic_write_text  # noqa: E402
 
 __all__ = ["Variant", "Study", "STUDIES", "prepare_data", "run_variant", "write_report", "main"]
 
@@ -328,6 +328,16 @@ def _collapse(r: dict[str, Any]) -> str:
     return f"{m['train/emb_std']:.2f} / {m['train/eff_rank']:.1f}"
 
 
+def _closest_failure(r: dict[str, Any]) -> str:
+    """Median over the failed pairs of the smallest goal distance reached (task units)."""
+    dists = [d for d, ok in zip(r.get("per_pair_min_distance") or [], r.get("per_pair") or []) if not ok and d is not None]
+    if not dists:
+        return "-"
+    dists.sort()
+    mid = len(dists) // 2
+    return f"{dists[mid] if len(dists) % 2 else (dists[mid - 1] + dists[mid]) / 2:.3g}"
+
+
 def _fmt_time(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
@@ -353,65 +363,67 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
     numeric = {"steps": ("steps", "training steps"), "steps-sincos": ("steps", "training steps, sincos positions"),
                "steps-flatten": ("steps", "training steps, flatten readout"),
                "data": ("episodes", "training episodes")}
-    ncols = min(5, len(axes))
-    blocks = -(-len(axes) // ncols)  # panels wrap into blocks of 3 rows (success, probe, rank corr.)
-    fig, panels = plt.subplots(3 * blocks, ncols, figsize=(4.2 * ncols, 8.5 * blocks), squeeze=False)
-    for ax in panels.flat:
-        ax.set_visible(False)
-    for i, axis in enumerate(axes):
-        col, grid = i % ncols, panels[3 * (i // ncols):3 * (i // ncols) + 3]
-        rows = [r for r in records if r["axis"] == axis or axis in r["also_on"]]
-        if axis in numeric:
-            rows.sort(key=lambda r: r[numeric[axis][0]])
-            xs = [r[numeric[axis][0]] for r in rows]
-            pos, labels, xlabel = xs, [f"{x:,}" for x in xs], numeric[axis][1]
-        else:  # categorical: the shared baseline first, then the variants in study order
-            names = [v.name for v in study.variants]
-            rows.sort(key=lambda r: (r["axis"] == axis, names.index(r["variant"]) if r["variant"] in names else 99))
-            pos, xlabel = list(range(len(rows))), ("image size / patch" if axis == "image" else "variant")
-            labels = [f"{r['image_size']}/{r['patch_size']}" if axis == "image" else r["variant"] for r in rows]
-        labels = [lab + ("*" if r.get("status") == "unfinished" else "") for lab, r in zip(labels, rows)]
-        for row, (key, label) in enumerate((("success_rate", "success"), ("probe_r", "linear probe r"),
-                                            ("local_rank_corr", "rank corr. latent vs state dist."))):
-            ax = grid[row][col]
-            ax.set_visible(True)
-            if key == "success_rate":
-                ys = [r["success_rate"] for r in rows]
-                lo = [r["success_rate"] - r["ci95"][0] for r in rows]
-                hi = [r["ci95"][1] - r["success_rate"] for r in rows]
-                ax.errorbar(pos, ys, yerr=[lo, hi], marker="o", capsize=3, label="LeWM")
-                ax.plot(pos, [r["random_success_rate"] for r in rows], "k--", lw=1, label="random")
-                if study.paper_success is not None:
-                    ax.axhline(study.paper_success, color="tab:red", lw=1, ls=":",
-                               label=f"paper {100 * study.paper_success:.0f}%")
-                ax.set_ylim(0, 1)
-            elif key == "probe_r":
-                ax.plot(pos, [r["probe_r"] for r in rows], marker="o", label="probe r")
-                ax.axhline(0.99, color="tab:red", lw=1, ls=":", label="target 0.99")
-            else:
-                ax.plot(pos, [r["local_rank_corr"] for r in rows], marker="o",
-                        label=f"frames <= {study.goal_offset} steps apart")
-                ax.plot(pos, [r["distance_rank_corr"] for r in rows], marker="s", ls="--", label="random frame pairs")
-            ax.legend(fontsize=7)
+    png = None  # no plot where no axis has two points yet
+    if axes:
+        ncols = min(5, len(axes))
+        blocks = -(-len(axes) // ncols)  # panels wrap into blocks of 3 rows (success, probe, rank corr.)
+        fig, panels = plt.subplots(3 * blocks, ncols, figsize=(4.2 * ncols, 8.5 * blocks), squeeze=False)
+        for ax in panels.flat:
+            ax.set_visible(False)
+        for i, axis in enumerate(axes):
+            col, grid = i % ncols, panels[3 * (i // ncols):3 * (i // ncols) + 3]
+            rows = [r for r in records if r["axis"] == axis or axis in r["also_on"]]
             if axis in numeric:
-                ax.set_xscale("log")
-                ax.minorticks_off()
-            ax.set_xticks(pos)
-            ax.set_xticklabels(labels, fontsize=7, rotation=0 if axis in numeric or axis == "image" else 30, ha="right"
-                               if axis == "reference" else "center")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-    fig.suptitle(f"LeWM scaling, {study.description}", fontsize=10)
-    fig.tight_layout()
-    png = docs / "assets" / f"scaling_{study_name}.png"
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+                rows.sort(key=lambda r: r[numeric[axis][0]])
+                xs = [r[numeric[axis][0]] for r in rows]
+                pos, labels, xlabel = xs, [f"{x:,}" for x in xs], numeric[axis][1]
+            else:  # categorical: the shared baseline first, then the variants in study order
+                names = [v.name for v in study.variants]
+                rows.sort(key=lambda r: (r["axis"] == axis, names.index(r["variant"]) if r["variant"] in names else 99))
+                pos, xlabel = list(range(len(rows))), ("image size / patch" if axis == "image" else "variant")
+                labels = [f"{r['image_size']}/{r['patch_size']}" if axis == "image" else r["variant"] for r in rows]
+            labels = [lab + ("*" if r.get("status") == "unfinished" else "") for lab, r in zip(labels, rows)]
+            for row, (key, label) in enumerate((("success_rate", "success"), ("probe_r", "linear probe r"),
+                                                ("local_rank_corr", "rank corr. latent vs state dist."))):
+                ax = grid[row][col]
+                ax.set_visible(True)
+                if key == "success_rate":
+                    ys = [r["success_rate"] for r in rows]
+                    lo = [r["success_rate"] - r["ci95"][0] for r in rows]
+                    hi = [r["ci95"][1] - r["success_rate"] for r in rows]
+                    ax.errorbar(pos, ys, yerr=[lo, hi], marker="o", capsize=3, label="LeWM")
+                    ax.plot(pos, [r["random_success_rate"] for r in rows], "k--", lw=1, label="random")
+                    if study.paper_success is not None:
+                        ax.axhline(study.paper_success, color="tab:red", lw=1, ls=":",
+                                   label=f"paper {100 * study.paper_success:.0f}%")
+                    ax.set_ylim(0, 1)
+                elif key == "probe_r":
+                    ax.plot(pos, [r["probe_r"] for r in rows], marker="o", label="probe r")
+                    ax.axhline(0.99, color="tab:red", lw=1, ls=":", label="target 0.99")
+                else:
+                    ax.plot(pos, [r["local_rank_corr"] for r in rows], marker="o",
+                            label=f"frames <= {study.goal_offset} steps apart")
+                    ax.plot(pos, [r["distance_rank_corr"] for r in rows], marker="s", ls="--", label="random frame pairs")
+                ax.legend(fontsize=7)
+                if axis in numeric:
+                    ax.set_xscale("log")
+                    ax.minorticks_off()
+                ax.set_xticks(pos)
+                ax.set_xticklabels(labels, fontsize=7, rotation=0 if axis in numeric or axis == "image" else 30, ha="right"
+                                   if axis == "reference" else "center")
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(label)
+                ax.grid(alpha=0.3)
+        fig.suptitle(f"LeWM scaling, {study.description}", fontsize=10)
+        fig.tight_layout()
+        png = docs / "assets" / f"scaling_{study_name}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
 
     lines = [f"| variant | steps | episodes | image/patch | other settings | success (95% CI) | random | probe r | "
-             f"rank corr. local / all | emb. std / eff. rank | train wall-clock | device |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"rank corr. local / all | emb. std / eff. rank | closest approach of failures | train wall-clock | device |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = [v.name for v in study.variants]
     for r in sorted(records, key=lambda r: names.index(r["variant"]) if r["variant"] in names else 99):
         other = ", ".join([f"{k}={v}" for k, v in {**r.get("model_overrides", {}), **r.get("train_overrides", {}),
@@ -422,17 +434,19 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
             f"| {r['variant']} | {steps} | {r['episodes']:,} | {r['image_size']}/{r['patch_size']} | {other} | "
             f"**{100 * r['success_rate']:.0f}%** ({100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}) | "
             f"{100 * r['random_success_rate']:.0f}% | {r['probe_r']:.3f} | {r['local_rank_corr']:.2f} / "
-            f"{r['distance_rank_corr']:.2f} | {_collapse(r)} | {_fmt_time(r['train_seconds'])} | {r['device']} |")
+            f"{r['distance_rank_corr']:.2f} | {_collapse(r)} | {_closest_failure(r)} | {_fmt_time(r['train_seconds'])} | "
+            f"{r['device']} |")
     table = "\n".join(lines)
     md = docs / f"scaling_{study_name}.md"
-    md.write_text(
+    atomic_write_text(md,
         f"# Scaling study `{study_name}`\n\n{study.description}.\n\n"
         f"Produced by `python experiments/scaling.py --study {study_name}` (records under "
         f"`results/scaling/{study_name}/records/`), then `--report`. Every variant is evaluated on the same "
         f"{study.pairs} start/goal pairs (LeWM protocol: goal {study.goal_offset} steps ahead in a held-out "
         f"episode, {study.budget}-step budget), drawn from a separate file of {study.eval_episodes_collected} "
-        f"episodes (seed {study.eval_seed}); random acts on the same pairs.\n\n{table}\n\n"
-        f"![scaling](assets/scaling_{study_name}.png)\n")
+        f"episodes (seed {study.eval_seed}); random acts on the same pairs. Closest approach of failures: the "
+        f"median over failed pairs of the smallest goal distance reached (task units; '-' for records made "
+        f"before it was kept).\n\n{table}\n\n" + (f"![scaling](assets/scaling_{study_name}.png)\n" if png else ""))
     return md
 
 
