@@ -166,7 +166,8 @@ def evaluate(
     Args:
         actor: has ``reset(num_envs)`` and ``act(batched obs) -> (N, A)`` (LeWMAgent, RandomActor...).
             A privileged actor (a scripted expert reading the physical state) sets ``needs_info = True``
-            and is called as ``act(batched obs, infos)`` with each env's latest info dict.
+            and is called as ``act(batched obs, infos)`` with each env's latest info dict; if it also has
+            ``bind(envs)``, it gets the pairs' envs (in pair order) before ``reset``.
         make_env: zero-argument factory of one env (a GoalEnv, possibly wrapped).
         pairs: from :func:`sample_pairs`.
         video_dir / video_episodes: write mp4s of the first episodes (observation | goal).
@@ -181,6 +182,8 @@ def evaluate(
         obs_list.append(obs)
         infos.append(info)
     needs_info = bool(getattr(actor, "needs_info", False))
+    if needs_info and hasattr(actor, "bind"):  # a privileged actor that drives the live envs themselves
+        actor.bind(envs)
     pixels = np.stack([o["pixels"] for o in obs_list])
     goals = np.stack([o["goal"] for o in obs_list])
     done = np.zeros(n, bool)

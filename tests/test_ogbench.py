@@ -252,3 +252,23 @@ def test_antmaze_pixels_tasks_and_no_expert(antmaze):
     np.testing.assert_array_equal(again["pixels"], obs["pixels"])
     with pytest.raises(KeyError, match="random"):
         make_policy("expert", antmaze, seed=0)
+
+
+def test_compare_expert_drives_the_cube_through_the_evaluation_loop(cube):
+    """The comparison's batched expert builds each pair's oracle on the env that pair steps (the cube
+    oracle reads that env's live simulator): it solves pairs taken from its own episodes."""
+    from experiments.baselines.scripted import ExpertActor
+    from lewm_agent.evaluation import EvalProtocol, StartGoalPair, evaluate
+
+    pairs = []
+    for seed in (3, 4):
+        infos, _ = rollout(cube, make_policy("expert", cube, seed=seed), seed=seed, steps=40)
+        pairs.append(StartGoalPair(seed, 5, infos[5]["state"], infos[min(30, len(infos) - 1)]["state"]))
+    make = lambda: OGBenchGoalEnv(name="visual-cube-single-v0", image_size=16, show_arm=False)  # noqa: E731
+    spare = make()
+    try:
+        result = evaluate(ExpertActor(spare, seed=0), make, pairs, EvalProtocol(num_episodes=2, budget=60),
+                          progress=False)
+    finally:
+        spare.close()
+    assert result.successes == 2, result.episodes

@@ -40,9 +40,16 @@ class ExpertActor:
         self._policies: list[Any] = []
         self._started: list[bool] = []
 
+    def bind(self, envs: list[Any]) -> None:
+        """Build each pair's policy on the env that pair steps: some experts (OGBench's cube oracle) read
+        the live simulator of the env they were made for, not only ``info``."""
+        self._envs = list(envs)
+
     def reset(self, num_envs: int | None = None) -> None:
         n = num_envs or 1
-        self._policies = [self._make("expert", self.env, seed=self.seed + i) for i in range(n)]
+        envs = getattr(self, "_envs", None)
+        envs = envs if envs is not None and len(envs) == n else [self.env] * n
+        self._policies = [self._make("expert", env, seed=self.seed + i) for i, env in enumerate(envs)]
         self._started = [False] * n
 
     def act(self, obs: dict[str, np.ndarray], infos: list[dict[str, Any]]) -> np.ndarray:
