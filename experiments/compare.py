@@ -393,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     records = run(cfg, run_dir, progress=not args.no_progress, plugins=args.plugin)
     print("\n" + markdown_table(records))
     if args.readme:
-        update_block(Path(args.readme), f"{run_dir.name}-table", task_table(finished_cells(run_dir, records)))
+        order = {name: i for i, name in enumerate(cfg.tasks + [t for t in TASKS if t not in cfg.tasks])}
+        cells = sorted(finished_cells(run_dir, records), key=lambda r: order.get(r["task"], len(order)))
+        update_block(Path(args.readme), f"{run_dir.name}-table", task_table(cells))
         print(f"wrote the per-task table into {args.readme}")
     print(f"{time.perf_counter() - tic:.0f} s; results in {run_dir}/ (results.md, plots/, videos/); "
           f"tensorboard --logdir {run_dir / 'tb'}")
