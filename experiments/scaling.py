@@ -176,7 +176,7 @@ def _reacher_random() -> Study:
         variants=[v("random-h1-2500", "history", 2_500, 300, model=FLATTEN),
                   v("random-h3-2500", "history", 2_500, 300, model={**FLATTEN, "history": 3}),
                   # failures miss by ~0.1 rad, about a pixel at 64 px: more pixels per radian
-                  v("random-96-16-2500", "image", 2_500, 300, 96, 16, model=FLATTEN, also_on=()),
+                  v("random-96-16-2500", "image", 2_500, 300, 96, 16, model=FLATTEN),
                   v("random-h1-10k", "steps", 10_000, 300, model=FLATTEN)],
     )
 
