@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from experiments.baselines import METHODS, Task, save_pairs  # noqa: E402
 from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
 from experiments.cells import cell_key, cell_path, execute_cell, load_cell  # noqa: E402
-from experiments.report import markdown_table, task_table, update_block, write_reports  # noqa: E402
+from experiments.report import find_block, markdown_table, task_table, update_block, write_reports  # noqa: E402
 from lewm_agent.files import atomic_write_json  # noqa: E402
 
 __all__ = ["TaskSpec", "CompareConfig", "TASKS", "PRESETS", "make_config", "prepare_task", "run", "main"]
@@ -182,10 +182,11 @@ def apply_overrides(cfg: CompareConfig, items: list[str]) -> CompareConfig:
             raise SystemExit(f"error: --set {item!r} is not METHOD.KEY=VALUE (e.g. sb3-ppo.timesteps=50000).")
         if method not in METHODS:
             raise SystemExit(f"error: --set {item!r}: unknown method {method!r}; methods: {', '.join(sorted(METHODS))}.")
-        budgets.setdefault(method, {})[key] = _parse_value(value)
+        parsed = _parse_value(value)
+        budgets.setdefault(method, {})[key] = parsed
         for spec in task_specs.values():  # an explicit setting beats a task's own
             if method in spec.get("budgets", {}):
-                spec["budgets"][method][key] = _parse_value(value)
+                spec["budgets"][method][key] = parsed
     return dataclasses.replace(cfg, budgets=budgets, task_specs=task_specs)
 
 
@@ -367,12 +368,13 @@ def main(argv: list[str] | None = None) -> int:
                              "(the README's `tasks` table: --preset tasks --readme README.md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    run_dir = Path(args.results) / (args.run_name or args.preset)
+    block = f"{run_dir.name}-table"
     if args.readme:  # checked before any work starts
-        block = f"{args.run_name or args.preset}-table"
-        text = Path(args.readme).read_text() if Path(args.readme).is_file() else ""
-        if f"<!-- {block}:begin -->" not in text or f"<!-- {block}:end -->" not in text:
-            parser.error(f"--readme {args.readme} has no '<!-- {block}:begin -->' ... '<!-- {block}:end -->' block; "
-                         "add both markers where the table goes.")
+        try:
+            find_block(Path(args.readme), block)
+        except ValueError as e:
+            parser.error(f"--readme: {e}")
 
     for module in args.plugin:
         importlib.import_module(module)
@@ -388,14 +390,13 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     cfg = apply_overrides(dataclasses.replace(cfg, **over), args.set)
-    run_dir = Path(args.results) / (args.run_name or args.preset)
     tic = time.perf_counter()
     records = run(cfg, run_dir, progress=not args.no_progress, plugins=args.plugin)
     print("\n" + markdown_table(records))
     if args.readme:
         order = {name: i for i, name in enumerate(cfg.tasks + [t for t in TASKS if t not in cfg.tasks])}
         cells = sorted(finished_cells(run_dir, records), key=lambda r: order.get(r["task"], len(order)))
-        update_block(Path(args.readme), f"{run_dir.name}-table", task_table(cells))
+        update_block(Path(args.readme), block, task_table(cells))
         print(f"wrote the per-task table into {args.readme}")
     print(f"{time.perf_counter() - tic:.0f} s; results in {run_dir}/ (results.md, plots/, videos/); "
           f"tensorboard --logdir {run_dir / 'tb'}")

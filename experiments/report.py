@@ -14,7 +14,7 @@ from typing import Any
 
 from lewm_agent.files import atomic_write_json, atomic_write_text
 
-__all__ = ["CSV_COLUMNS", "PAPER_SUCCESS", "markdown_table", "task_table", "update_block", "write_csv", "write_plots",
+__all__ = ["CSV_COLUMNS", "PAPER_SUCCESS", "find_block", "markdown_table", "task_table", "update_block", "write_csv", "write_plots",
            "write_reports"]
 
 CSV_COLUMNS = [
@@ -122,16 +122,23 @@ def task_table(records: list[dict[str, Any]], lewm: str = "lewm") -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_block(path: Path, name: str, text: str) -> Path:
-    """Replace what lies between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``path`` by ``text``
-    (atomically); a file without both markers is left alone and named in the error."""
+def find_block(path: Path, name: str) -> tuple[str, int, int]:
+    """(text of ``path``, end of ``<!-- NAME:begin -->``, start of ``<!-- NAME:end -->``); a file without both
+    markers in that order is named in the error."""
     path = Path(path)
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    old = path.read_text()
+    old = path.read_text() if path.is_file() else ""
     i, j = old.find(begin), old.find(end)
     if i < 0 or j < i:
         raise ValueError(f"{path} has no '{begin}' ... '{end}' block to write into; add both markers where the table goes.")
-    return atomic_write_text(path, old[: i + len(begin)] + "\n" + text.rstrip("\n") + "\n" + old[j:])
+    return old, i + len(begin), j
+
+
+def update_block(path: Path, name: str, text: str) -> Path:
+    """Replace what lies between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in ``path`` by ``text``
+    (atomically); a file without both markers is left alone and named in the error."""
+    old, i, j = find_block(path, name)
+    return atomic_write_text(path, old[:i] + "\n" + text.rstrip("\n") + "\n" + old[j:])
 
 
 def write_csv(path: Path, records: list[dict[str, Any]]) -> None:

@@ -37,6 +37,7 @@ class ExpertActor:
             raise MethodUnavailable(str(e).strip('"')) from None
         self.env, self.seed = env, seed
         self._make = make_policy
+        self._envs: list[Any] | None = None
         self._policies: list[Any] = []
         self._started: list[bool] = []
 
@@ -47,8 +48,7 @@ class ExpertActor:
 
     def reset(self, num_envs: int | None = None) -> None:
         n = num_envs or 1
-        envs = getattr(self, "_envs", None)
-        envs = envs if envs is not None and len(envs) == n else [self.env] * n
+        envs = self._envs if self._envs is not None and len(self._envs) == n else [self.env] * n
         self._policies = [self._make("expert", env, seed=self.seed + i) for i, env in enumerate(envs)]
         self._started = [False] * n
 
