@@ -57,6 +57,9 @@ _GOAL_REGISTRATIONS: dict[str, dict[str, Any]] = {
         for suffix, name in OGBENCH_TASKS.items()
     },
     "lewm/PushT-v0": {"entry_point": "envs.pusht:PushTGoalEnv", "max_episode_steps": 300},
+    # the LeWM reference's PushT control (stable-worldmodel's swm/PushT-v1): relative target offsets
+    "lewm/PushT-v1": {"entry_point": "envs.pusht:PushTGoalEnv", "max_episode_steps": 300,
+                      "kwargs": {"relative": True}},
 }
 # Generic entry points: any MT1 task (`task=`), any OGBench env (`name=`), any DMC task (`task=`).
 _GENERIC_REGISTRATIONS: dict[str, dict[str, Any]] = {

@@ -181,7 +181,8 @@ class PushTExpert:
     If the straight path would hit the block, it goes around on a circle of radius ``ring``
     about the block's centre of mass, in steps of at most 45 degrees. Once there, it pushes
     toward a target ``min(push_len, score)`` units inside the block. Actions are targets
-    (world units) plus Gaussian noise of std ``noise_std``. With probability ``random_prob`` per
+    (world units) plus Gaussian noise of std ``noise_std``; on a ``relative`` env the noisy
+    target's offset from the agent, divided by ``RELATIVE_SCALE`` and clipped to [-1, 1]. With probability ``random_prob`` per
     step it leaves for a random waypoint for 3-9 steps.
 
     Measured with the defaults (64x64, 300-step limit, 50 seeded episodes toward the T-target):
@@ -223,6 +224,8 @@ class PushTExpert:
         self.rng = np.random.default_rng(seed)
         self._points, self._normals = pusht.t_contact_points()  # (K, 2) each, block coordinates
         self._cog = np.array([0.0, 45.0])  # the T's centre of mass, block coordinates
+        self._relative = bool(env.unwrapped.relative)
+        self._agent = np.zeros(2)  # the agent's position at the current step (relative actions)
         self.reset({}, {})
 
     def reset(self, obs: dict, info: dict) -> None:
@@ -236,10 +239,11 @@ class PushTExpert:
             self._excursion = int(self.rng.integers(3, 10))
             self._waypoint = self.rng.uniform(60.0, pusht.WORLD_SIZE - 60.0, size=2)
             self._pushing = False
+        state = np.asarray(info["state"], np.float64)
+        self._agent = state[:2]
         if self._excursion > 0:
             self._excursion -= 1
             return self._act(self._waypoint)
-        state = np.asarray(info["state"], np.float64)
         goal = np.asarray(info["goal_state"], np.float64)
         agent, pose = state[:2], state[2:5]
         rot, goal_rot = self._rotation(pose[2]), self._rotation(goal[4])
@@ -295,6 +299,8 @@ class PushTExpert:
 
     def _act(self, target: np.ndarray) -> np.ndarray:
         action = np.asarray(target, np.float64) + self.rng.normal(0.0, self.noise_std, size=2)
+        if self._relative:
+            return np.clip((action - self._agent) / pusht.RELATIVE_SCALE, -1.0, 1.0).astype(np.float32)
         return np.clip(action, 0.0, pusht.WORLD_SIZE).astype(np.float32)
 
 

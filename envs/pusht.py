@@ -21,6 +21,10 @@ that warm start is lost at the boundary of each 0.1 s env step (10 physics steps
 
 Actions: gym-pusht's target position of the agent, ``Box([0, 0], [512, 512])`` float32. A PD
 controller tracks it for 10 physics steps of 0.01 s each (gym-pusht's ``k_p``, ``k_v``, ``dt``).
+With ``relative=True`` (registered as ``lewm/PushT-v1``) the action is the LeWM reference's
+instead (stable-worldmodel's ``swm/PushT-v1``): a displacement in ``Box(-1, 1, (2,))``, and the
+target is ``agent position + RELATIVE_SCALE * action`` (100 world units per unit of action), so
+the same action does the same thing wherever the agent is.
 
 Default episode: the start is drawn like gym-pusht's reset (agent in [50, 450)^2, block origin in
 [100, 400)^2 followed by gym-pusht's rotation about the centre of mass, angle uniform in
@@ -64,6 +68,7 @@ __all__ = [
     "SUCCESS_POS",
     "SUCCESS_ANGLE",
     "ANGLE_WEIGHT",
+    "RELATIVE_SCALE",
     "t_contact_points",
     "t_overlaps_disc",
 ]
@@ -81,6 +86,7 @@ GOAL_POSE = (256.0, 256.0, np.pi / 4)  # gym-pusht's goal_pose (x, y, angle) of 
 SUCCESS_POS = 20.0  # world units (20 px of 512, LeWM)
 SUCCESS_ANGLE = np.pi / 9  # radians (20 degrees, LeWM)
 ANGLE_WEIGHT = 180.0 / np.pi  # world units per radian in the distance (1 unit per degree)
+RELATIVE_SCALE = 100.0  # world units of target offset per unit of relative action (stable-worldmodel's)
 # Accepted positions in user-given states: the arena grown by a margin that covers blocks pushed
 # through a wall (the kinematic agent can do that); anything farther is a units/layout mistake.
 _POS_MARGIN = 160.0
@@ -134,7 +140,8 @@ class PushTGoalEnv(GoalEnv):
     """Push the T block to a goal pose, seen as pixels; gym-pusht's physics and drawing.
 
     Observations ``{"pixels", "goal"}``: uint8 ``(image_size, image_size, 3)``. Actions: the
-    agent's target position, float32 (2,) in [0, 512] world units. State: float32 (10,) (module
+    agent's target position, float32 (2,) in [0, 512] world units; with ``relative=True`` the
+    target's offset from the agent, float32 (2,) in [-1, 1] (x ``RELATIVE_SCALE`` units). State: float32 (10,) (module
     docstring). Success: block within 20 world units and pi / 9 rad of the goal pose.
 
     Args:
@@ -144,6 +151,8 @@ class PushTGoalEnv(GoalEnv):
         render_mode: ``"rgb_array"`` or ``None``.
         draw_goal_zone: paint gym-pusht's green T-target at the episode's goal pose in every
             frame (default False: the goal is given only by the goal image).
+        relative: actions are target offsets from the agent in [-1, 1] (the LeWM reference's
+            PushT) instead of absolute targets (gym-pusht's).
     """
 
     state_dim = STATE_DIM
@@ -155,11 +164,14 @@ class PushTGoalEnv(GoalEnv):
         terminate_on_success: bool = True,
         render_mode: str | None = "rgb_array",
         draw_goal_zone: bool = False,
+        relative: bool = False,
     ) -> None:
         super().__init__(image_size, reward_type, terminate_on_success, render_mode)
-        if not isinstance(draw_goal_zone, (bool, np.bool_)):
-            raise ValueError(f"draw_goal_zone must be a bool, got {draw_goal_zone!r}")
+        for name, value in (("draw_goal_zone", draw_goal_zone), ("relative", relative)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool (True or False), got {value!r}")
         self.draw_goal_zone = bool(draw_goal_zone)
+        self.relative = bool(relative)
         pusht = require("gym_pusht.envs.pusht", "pusht")
         self._pygame = require("pygame", "pusht")
         self._cv2 = require("cv2", "pusht")
@@ -174,7 +186,10 @@ class PushTGoalEnv(GoalEnv):
         self._substeps = int(round(1.0 / (self._sim.dt * self._sim.control_hz)))  # 10
         self._sim._setup()
         self._canvas = self._pygame.Surface((int(WORLD_SIZE), int(WORLD_SIZE)))
-        self.action_space = spaces.Box(0.0, WORLD_SIZE, (2,), np.float32)
+        if self.relative:
+            self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        else:
+            self.action_space = spaces.Box(0.0, WORLD_SIZE, (2,), np.float32)
 
     # ------------------------------------------------------------------ GoalEnv hooks
     def _sample_state(self, rng: np.random.Generator) -> np.ndarray:
@@ -240,6 +255,8 @@ class PushTGoalEnv(GoalEnv):
     def _apply_action(self, action: np.ndarray) -> None:
         sim, agent = self._sim, self._sim.agent
         target = self._pymunk.Vec2d(float(action[0]), float(action[1]))
+        if self.relative:
+            target = agent.position + target * RELATIVE_SCALE
         for _ in range(self._substeps):  # gym-pusht's PD control of the agent's velocity
             acceleration = sim.k_p * (target - agent.position) - sim.k_v * agent.velocity
             agent.velocity += acceleration * sim.dt

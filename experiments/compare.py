@@ -65,7 +65,7 @@ TASKS: dict[str, TaskSpec] = {
     "MetaWorld-reach": TaskSpec("lewm/MetaWorld-reach-v3", 400),
     "MetaWorld-push": TaskSpec("lewm/MetaWorld-push-v3", 600),
     "OGBench-cube": TaskSpec("lewm/OGBench-cube-single-v0", 600),
-    "PushT": TaskSpec("lewm/PushT-v0", 600),
+    "PushT": TaskSpec("lewm/PushT-v1", 600),
 }
 
 

@@ -181,6 +181,20 @@ def _reacher_random() -> Study:
     )
 
 
+def _pusht() -> Study:
+    v = Variant
+    return Study(
+        env_id="lewm/PushT-v1", env_kwargs={}, preset="cpu", paper_success=0.96,
+        description="PushT with the LeWM reference's relative actions (target = agent + 100 x action), expert data, "
+                    "block within 20 units and pi/9 of the goal pose; `cpu` preset (flatten readout)",
+        variants=[v("absolute-h1-2500", "control", 2_500, 600, env_kwargs={"relative": False}),
+                  v("relative-h1-2500", "control", 2_500, 600, also_on=("history", "data")),
+                  # the reference keeps 3 frames: the block's and agent's velocities are not in one frame
+                  v("relative-h3-2500", "history", 2_500, 600, model={"history": 3}),
+                  v("relative-2k-2500", "data", 2_500, 2_000)],
+    )
+
+
 def _smoke() -> Study:
     v = Variant
     return Study(
@@ -191,7 +205,8 @@ def _smoke() -> Study:
     )
 
 
-STUDIES = {"tworoom-bare": _tworoom_bare, "reacher": _reacher, "reacher-random": _reacher_random, "smoke": _smoke}
+STUDIES = {"tworoom-bare": _tworoom_bare, "reacher": _reacher, "reacher-random": _reacher_random, "pusht": _pusht,
+           "smoke": _smoke}
 
 
 def _env_slug(study: Study) -> str:

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (registers lewm/PushT-v0)
+import envs  # noqa: F401  (registers lewm/PushT-v0 and -v1)
 from envs.policies import PushTExpert, make_policy
 from envs.pusht import (
     AGENT_RADIUS,
@@ -14,6 +14,7 @@ from envs.pusht import (
     GOAL_POSE,
     SUCCESS_ANGLE,
     SUCCESS_POS,
+    RELATIVE_SCALE,
     PushTGoalEnv,
     t_overlaps_disc,
 )
@@ -207,6 +208,8 @@ def test_reset_rejects_bad_states(options, match):
 def test_bad_constructor_arguments_and_actions():
     with pytest.raises(ValueError, match="draw_goal_zone"):
         PushTGoalEnv(draw_goal_zone="yes")
+    with pytest.raises(ValueError, match="relative"):
+        PushTGoalEnv(relative="yes")
     with pytest.raises(ValueError, match="image_size"):
         PushTGoalEnv(image_size=4)
     env = make()
@@ -217,8 +220,31 @@ def test_bad_constructor_arguments_and_actions():
         PushTExpert(gym.make("lewm/TwoRoom-v0"))
 
 
-def test_expert_beats_random():
-    env = gym.make("lewm/PushT-v0", image_size=16)
+def test_relative_actions_offset_the_target_from_the_agent_wherever_it_is():
+    env = gym.make("lewm/PushT-v1", image_size=16)
+    assert env.action_space == gym.spaces.Box(-1, 1, (2,), np.float32)
+    absolute = make()
+    moves = []
+    for agent in ([60.0, 60.0], [120.0, 420.0]):  # far from the block: no contacts
+        start = state(agent=agent)
+        env.reset(options={"state": start})
+        _, _, _, _, info = env.step(np.array([0.5, -0.25], np.float32))
+        moves.append(info["state"][:2] - start[:2])
+        # the same step as gym-pusht's absolute target agent + 100 * action
+        absolute.reset(options={"state": start})
+        target = np.array(agent, np.float32) + RELATIVE_SCALE * np.array([0.5, -0.25], np.float32)
+        _, _, _, _, info_abs = absolute.step(target)
+        np.testing.assert_allclose(info["state"], info_abs["state"], atol=1e-4)
+    np.testing.assert_allclose(moves[0], moves[1], atol=1e-4)  # the same action moves the agent the same way
+    assert moves[0][0] > 5.0 and moves[0][1] < -2.5  # toward +x, -y
+    env.reset(options={"state": state()})
+    _, _, _, _, info = env.step(np.zeros(2, np.float32))  # zero offset: the agent holds still
+    np.testing.assert_allclose(info["state"][:2], AGENT, atol=1e-4)
+
+
+@pytest.mark.parametrize("env_id", ["lewm/PushT-v0", "lewm/PushT-v1"])
+def test_expert_beats_random(env_id):
+    env = gym.make(env_id, image_size=16)
     results = {}
     for name in ("expert", "random"):
         successes, distances = 0, []
