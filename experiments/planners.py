@@ -49,6 +49,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
                   "select": "best"},
     "icem-32x3": {"samples": 32, "iterations": 3, "elites": 6, "noise_beta": 2.0, "keep_elites": 2,
                   "select": "best"},
+    # replan after every action block instead of after the whole 5-block plan (the reference's MPC): 5x the
+    # plans per episode, each correcting the last one's drift
+    "icem-100x5-replan-1": {"samples": 100, "iterations": 5, "elites": 10, "noise_beta": 2.0, "keep_elites": 3,
+                            "sample_decay": 1.25, "select": "best", "receding_horizon": 1},
+    "cem-300x30-replan-1": {"samples": 300, "iterations": 30, "elites": 30, "receding_horizon": 1},
     "mppi-100x5": {"planner": "mppi", "samples": 100, "iterations": 5, "min_std": 0.05},
     "adam-16x10": {"planner": "adam", "samples": 16, "iterations": 10, "lr": 0.1},
     # amortised: the latent policy alone, and as CEM's starting mean
