@@ -1,9 +1,14 @@
 """Goal-conditioned pixel tasks for LeWM, registered with Gymnasium under ``lewm/``.
 
 Importing this package registers every task (once), so ``gym.make("lewm/TwoRoom-v1")``
-works; :func:`make_env` is ``gym.make`` with a friendly error for unknown names. Suites other
-than TwoRoom import their simulator only when one of their envs is made (entry points are
-strings), and name the pip extra to install when it is missing.
+works, and registers each task's scripted expert (:func:`envs.policies.register_expert`, by
+``"module:Name"`` paths). Suites other than TwoRoom import their simulator only when one of their
+envs is made (entry points are strings), and name the pip extra to install when it is missing.
+
+:func:`make_env` is the project's ``gym.make``: it takes any registered id, Gymnasium's
+``"module:EnvId"`` form for an env registered by another package (see ``docs/foreign_envs.md``),
+a friendly error for unknown names, and ``image_size`` for any env (passed to a constructor that
+takes it, else the frames are resized).
 
 MuJoCo renders headless through EGL: ``MUJOCO_GL`` defaults to ``egl`` here, which only takes
 effect if this package is imported before ``mujoco``/``dm_control`` (set it yourself otherwise).
@@ -16,14 +21,16 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
-import difflib  # noqa: E402
-from typing import Any
+from typing import Any  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
 
+from envs.experts import register_expert  # noqa: E402
 from envs.goal import GoalEnv  # noqa: E402
+from envs.loading import env_modules, env_spec, import_env_modules, takes_argument  # noqa: E402
+from envs.resize import ResizeFrames  # noqa: E402
 
-__all__ = ["ENV_IDS", "GOAL_ENV_IDS", "REWARD_ENV_IDS", "GoalEnv", "make_env"]
+__all__ = ["ENV_IDS", "GOAL_ENV_IDS", "REWARD_ENV_IDS", "GoalEnv", "env_modules", "import_env_modules", "make_env"]
 
 DMC_REWARD_TASKS = ("cartpole-swingup", "walker-walk", "cheetah-run", "reacher-easy")
 METAWORLD_TASKS = ("reach-v3", "push-v3", "pick-place-v3")
@@ -82,14 +89,33 @@ for _env_id, _kwargs in _REGISTRATIONS.items():
         gym.register(id=_env_id, **_kwargs)
 
 
-def make_env(name: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(name, **kwargs)``; unknown names raise a ValueError listing :data:`ENV_IDS`.
+# Each built-in suite's expert (envs/<suite>_expert.py), by paths: imported when first built.
+_EXPERTS = {
+    "envs.tworoom:TwoRoomEnv": "envs.tworoom_expert:TwoRoomExpert",
+    "envs.dmc:ReacherGoalEnv": "envs.dmc_expert:ReacherExpert",
+    "envs.metaworld:MetaWorldGoalEnv": "envs.metaworld_expert:MetaWorldExpert",
+    "envs.ogbench:OGBenchGoalEnv": "envs.ogbench_expert:ogbench_expert",
+    "envs.pusht:PushTGoalEnv": "envs.pusht_expert:PushTExpert",
+}
+for _env_class, _factory in _EXPERTS.items():
+    register_expert(_env_class, _factory)
 
-    Any id registered with Gymnasium works; ``kwargs`` go to the env constructor
-    (e.g. ``make_env("lewm/TwoRoom-v1", image_size=224)``).
+
+def make_env(name: str, **kwargs: Any) -> gym.Env:
+    """``gym.make(name, **kwargs)`` for any registered id, or ``"module:EnvId"`` (``module`` imported first).
+
+    ``kwargs`` go to the env constructor (e.g. ``make_env("lewm/TwoRoom-v1", image_size=224)``),
+    except ``image_size`` (side of the square frames, pixels) when the registered entry point does
+    not take it (no such parameter and no ``**kwargs``): the env is then made without it and its
+    frames (``obs["pixels"]``, ``obs["goal"]``, ``render()``) are resized by :class:`ResizeFrames`.
+
+    Raises:
+        ValueError: unknown id (listing :data:`ENV_IDS` and close matches) or a module that cannot be imported.
     """
-    if name not in gym.registry:
-        close = difflib.get_close_matches(name, list(ENV_IDS) + list(gym.registry), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"unknown environment {name!r}; LeWM tasks are {list(ENV_IDS)}.{hint}")
-    return gym.make(name, **kwargs)
+    spec = env_spec(name, known=ENV_IDS)
+    size = kwargs.get("image_size")
+    if size is None or takes_argument(spec, "image_size"):
+        return gym.make(name, **kwargs)
+    kwargs.pop("image_size")
+    env = gym.make(name, **kwargs)
+    return ResizeFrames(env, size)
