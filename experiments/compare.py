@@ -191,14 +191,24 @@ def apply_overrides(cfg: CompareConfig, items: list[str]) -> CompareConfig:
 
 
 def _resolve_task(name: str) -> tuple[str, TaskSpec]:
+    """A task by short name (:data:`TASKS`), by its env id, or any goal env id (``module:EnvId`` included,
+    its module imported here), collected with the env's expert; an unknown one is a SystemExit."""
     if name in TASKS:
         return name, TASKS[name]
     for short, spec in TASKS.items():
         if spec.env_id == name:
             return short, spec
-    if "/" in name:  # any registered goal env id, collected with its expert
-        return name.split("/")[-1].removesuffix("-v0"), TaskSpec(name, 600)
-    raise SystemExit(f"error: unknown task {name!r}; tasks: {', '.join(TASKS)} (or a goal env id such as lewm/PushT-v0).")
+    if "/" in name or ":" in name:  # any registered goal env id, collected with its expert
+        import envs
+        from envs.loading import env_spec, split_env_id
+
+        try:
+            env_spec(name, known=envs.GOAL_ENV_IDS)
+        except ValueError as e:
+            raise SystemExit(f"error: task {name!r}: {e}") from None
+        return split_env_id(name)[1].split("/")[-1].removesuffix("-v0"), TaskSpec(name, 600)
+    raise SystemExit(f"error: unknown task {name!r}; tasks: {', '.join(TASKS)} (or a goal env id such as "
+                     "lewm/PushT-v1, or MODULE:ENV_ID for an env registered by another package).")
 
 
 def prepare_task(name: str, spec: TaskSpec, cfg: CompareConfig, run_dir: Path, progress: bool = True) -> Task:
@@ -268,7 +278,12 @@ def machine_summary(device: str) -> dict[str, Any]:
 
 
 def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[str] | None = None) -> list[dict[str, Any]]:
-    """Prepare every task, run every missing cell (each in its own process), write the reports."""
+    """Prepare every task, run every missing cell (each in its own process), write the reports.
+
+    ``plugins``: modules imported here and in every cell (methods, envs); each cell also imports the modules
+    this process imported for its envs (``module:EnvId`` tasks, ``--env-module``)."""
+    import envs
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     plugins = list(plugins or [])
@@ -304,7 +319,8 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[
         print(f"[{i + 1}/{len(cells)}] {short} / {method} {json.dumps(budget) if budget else ''}", flush=True)
         tic = time.perf_counter()
         job = {"task": task.to_dict(), "method": method, "budget": budget, "key": key, "run_dir": str(run_dir),
-               "device": cfg.device, "progress": progress, "video_episodes": cfg.video_episodes, "plugins": plugins}
+               "device": cfg.device, "progress": progress, "video_episodes": cfg.video_episodes,
+               "plugins": plugins + [m for m in envs.env_modules() if m not in plugins]}
         record = execute_cell(job)
         records.append(record)
         status = (f"{100 * record['success_rate']:.0f}% success" if record["status"] == "ok"
@@ -350,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="quick", choices=PRESETS)
     parser.add_argument("--run-name", default=None, help="results/<run-name> (default: the preset's name)")
     parser.add_argument("--results", default="results", help="parent directory of runs (default: results)")
-    parser.add_argument("--tasks", default=None, help=f"comma-separated: {', '.join(TASKS)}, or goal env ids")
+    parser.add_argument("--tasks", default=None,
+                        help=f"comma-separated: {', '.join(TASKS)}, or goal env ids (lewm/PushT-v1, or MODULE:ENV_ID "
+                             "for an env registered by another package; see docs/foreign_envs.md)")
     parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                         help="budget override, repeatable (e.g. lewm.steps=2500, sb3-ppo.timesteps=100000)")
@@ -363,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-episodes", type=int, default=None)
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE (which registers methods) in every cell, repeatable")
+    parser.add_argument("--env-module", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (which registers envs and their experts) here and in every cell; repeatable "
+                             "or comma-separated (a MODULE:ENV_ID task needs none)")
     parser.add_argument("--readme", default=None, metavar="PATH",
                         help="also write the per-task table into PATH between <!-- RUN-NAME-table:begin/end --> markers "
                              "(the README's `tasks` table: --preset tasks --readme README.md)")
@@ -378,6 +399,13 @@ def main(argv: list[str] | None = None) -> int:
 
     for module in args.plugin:
         importlib.import_module(module)
+    if args.env_module:
+        import envs
+
+        try:
+            envs.import_env_modules(args.env_module)
+        except ValueError as e:
+            parser.error(f"--env-module: {e}")
     cfg = make_config(args.preset)
     over: dict[str, Any] = {}
     if args.tasks:
@@ -390,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     cfg = apply_overrides(dataclasses.replace(cfg, **over), args.set)
+    for task in cfg.tasks:  # an unknown task (or env id) stops here, before any work
+        cfg.spec(task)
     tic = time.perf_counter()
     records = run(cfg, run_dir, progress=not args.no_progress, plugins=args.plugin)
     print("\n" + markdown_table(records))

@@ -1,4 +1,4 @@
-"""``lewm collect | train | eval | probe | policy | run``: thin wrappers that parse arguments and call the API."""
+"""``lewm collect | train | eval | check-env | probe | policy | run``: thin wrappers that parse arguments and call the API."""
 
 from __future__ import annotations
 
@@ -42,6 +42,30 @@ def _add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", type=int, default=0, metavar="N", help="write mp4s of the first N episodes")
 
 
+ENV_HELP = ("env id: a lewm/ task (e.g. lewm/PushT-v1), any registered Gymnasium id, or MODULE:ENV_ID for an env "
+            "registered by another package (MODULE is imported first, e.g. mypkg.envs:mypkg/Task-v0); "
+            "see docs/foreign_envs.md")
+
+
+def _add_env_module_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-module", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers envs and their experts); repeatable or comma-separated. "
+                        "Needed on every command that makes the env, unlike the MODULE:ENV_ID form of --env")
+
+
+def _json_dict(text: str | None, flag: str) -> dict[str, Any]:
+    """A JSON object given on the command line (``{}`` when absent), or SystemExit naming the flag."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise SystemExit(f"error: {flag} is not JSON ({e}); pass e.g. '{{\"glow\": 0.15}}'.") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"error: {flag} must be a JSON object, got {text!r}.")
+    return value
+
+
 def _protocol(args):
     from .evaluation import EvalProtocol
 
@@ -65,14 +89,9 @@ def _summary(result: dict[str, Any]) -> str:
 def cmd_collect(args) -> None:
     from .data import collect
 
-    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    env_kwargs = _json_dict(args.env_kwargs, "--env-kwargs")
     env_kwargs.setdefault("image_size", args.image_size)
-    try:
-        policy_kwargs = json.loads(args.policy_kwargs) if args.policy_kwargs else {}
-    except ValueError as e:
-        raise SystemExit(f"error: --policy-kwargs is not JSON ({e}); pass e.g. '{{\"noise_std\": 2.0}}'.") from None
-    if not isinstance(policy_kwargs, dict):
-        raise SystemExit(f"error: --policy-kwargs must be a JSON object, got {args.policy_kwargs!r}.")
+    policy_kwargs = _json_dict(args.policy_kwargs, "--policy-kwargs")
     info = collect(args.env, args.out, num_episodes=args.episodes, policy=args.policy, seed=args.seed,
                    env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append, workers=args.workers,
                    policy_kwargs=policy_kwargs)
@@ -109,11 +128,32 @@ def cmd_eval(args) -> None:
     result = evaluate_checkpoint(args.agent, _protocol(args), data_path=args.data,
                                  video_dir=out.parent / "videos", video_episodes=args.video,
                                  with_random=not args.no_random, device=args.device,
-                                 plan_overrides=_parse_overrides(PlanConfig, args.plan))
+                                 plan_overrides=_parse_overrides(PlanConfig, args.plan), env_id=args.env,
+                                 env_kwargs=_json_dict(args.env_kwargs, "--env-kwargs") or None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    settings = result["lewm"]["protocol"]
+    print(f"env {settings['env_id']} {json.dumps(settings['env_kwargs'], sort_keys=True)}"
+          + (f" (the agent was trained on {settings['trained_env_id']})"
+             if settings["trained_env_id"] != settings["env_id"] else ""))
     print(_summary(result))
     print(f"wrote {out}")
+
+
+def cmd_check_env(args) -> int:
+    from envs.contract import check_goal_env
+
+    results = check_goal_env(args.env_id, image_size=args.image_size,
+                             env_kwargs=_json_dict(args.env_kwargs, "--env-kwargs"), seed=args.seed)
+    failed = [c for c in results if not c.ok]
+    for c in results:
+        print(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}" + (f": {c.message}" if c.message else ""))
+    if failed:
+        print(f"{args.env_id}: {len(failed)} of {len(results)} checks failed; the env does not meet the goal-env "
+              "contract (docs/foreign_envs.md)", file=sys.stderr)
+        return 1
+    print(f"{args.env_id}: meets the goal-env contract ({len(results)} checks)")
+    return 0
 
 
 def cmd_probe(args) -> None:
@@ -152,7 +192,7 @@ def cmd_run(args) -> None:
     p.train = replace(p.train, **_parse_overrides(TrainConfig, args.train))
     p.model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
-    env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs else None
+    env_kwargs = _json_dict(args.env_kwargs, "--env-kwargs") or None
     env_id = args.env or p.env_id or "lewm/TwoRoom-v1"
     result = run_pipeline(p, args.out, env_id=env_id, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
                           policy=args.policy or p.policy,
@@ -169,13 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     override = dict(action="append", metavar="KEY=VALUE")
 
     p = sub.add_parser("collect", help="roll a collection policy into an HDF5 episode file")
-    p.add_argument("--env", default="lewm/TwoRoom-v1")
+    p.add_argument("--env", default="lewm/TwoRoom-v1", help=ENV_HELP + " (default lewm/TwoRoom-v1)")
+    _add_env_module_arg(p)
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--policy", default="expert", help="expert | random")
+    p.add_argument("--policy", default="expert",
+                   help="expert (the env's registered expert, see envs.policies.register_expert) | random")
     p.add_argument("--policy-kwargs", default=None,
                    help='JSON dict of policy arguments, e.g. \'{"noise_std": 2.0, "repeat_prob": 0}\' (TwoRoom expert)')
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=64,
+                   help="side of the square frames, pixels (passed to an env that takes image_size, else its frames "
+                        "are resized; default 64)")
     p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--append", action="store_true", help="add episodes to an existing file")
@@ -208,8 +252,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-random", action="store_true", help="skip the random-policy baseline")
     p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
+    p.add_argument("--env", default=None,
+                   help=ENV_HELP + ". Default: the env recorded with the agent's data. Another env is made with its "
+                        "own defaults at the agent's frame size (plus --env-kwargs); its states must be the data's")
+    _add_env_module_arg(p)
+    p.add_argument("--env-kwargs", default=None,
+                   help="JSON dict of env arguments (with --env: over the agent's image_size; else over the recorded ones)")
     _add_protocol_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("check-env", help="run the goal-env contract on any env (exit 1 and one line per failed check)")
+    p.add_argument("env_id", metavar="ENV_ID", help=ENV_HELP)
+    _add_env_module_arg(p)
+    p.add_argument("--image-size", type=int, default=64, help="frame side to check, pixels (default 64)")
+    p.add_argument("--env-kwargs", default=None, help="JSON dict of env arguments")
+    p.add_argument("--seed", type=int, default=0, help="offset of every seed the checks use")
+    p.set_defaults(func=cmd_check_env)
 
     p = sub.add_parser("probe", help="linear probe of the physical state from a trained agent's latents")
     p.add_argument("--agent", required=True)
@@ -227,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
     p.add_argument("--env", default=None,
-                   help="goal env id (default: the preset's task, e.g. --preset reacher: lewm/Reacher-v0; else lewm/TwoRoom-v1)")
+                   help=ENV_HELP + " (default: the preset's task, e.g. --preset reacher: lewm/Reacher-v0; else lewm/TwoRoom-v1)")
+    _add_env_module_arg(p)
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--env-kwargs", default=None, help='JSON dict of env arguments, e.g. \'{"glow": 0.15}\'')
     p.add_argument("--out", default="runs/tworoom-cpu")
@@ -248,11 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        if getattr(args, "env_module", None):
+            import envs
+
+            envs.import_env_modules(args.env_module)
+        code = args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -43,30 +43,46 @@ def evaluate_checkpoint(
     device: str = "auto",
     plan_overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    env_id: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol for a saved agent (and the random policy on the same pairs).
 
     Start/goal pairs come from the agent's held-out episodes (recorded at training time) of its
     training file, or from every episode of ``data_path`` when given (a separately collected file).
+    The env is the one recorded with the agent's data (id and kwargs), or ``env_id`` (any id, or
+    ``module:EnvId``) made with ``env_kwargs`` over ``{"image_size": the agent's frame size}``; without
+    ``env_id``, ``env_kwargs`` update the recorded kwargs. The pairs' states must suit that env.
     Returns a JSON-able dict: ``lewm`` and ``random`` results, the protocol, the planner settings.
+
+    Raises:
+        ValueError: no env recorded nor given, or an env whose frames or actions do not fit the agent.
     """
     import envs
 
     protocol = protocol or EvalProtocol()
     agent = LeWMAgent.load(agent_dir, device=device, **(plan_overrides or {}))
     meta = agent.metadata
-    env_id, env_kwargs = meta.get("env_id"), dict(meta.get("env_kwargs", {}))
+    if env_id:
+        env_kwargs = {"image_size": agent.obs_shape[0], **(env_kwargs or {})}
+    else:
+        env_id, env_kwargs = meta.get("env_id"), {**meta.get("env_kwargs", {}), **(env_kwargs or {})}
     if not env_id:
-        raise ValueError(f"Agent {agent_dir} records no env_id; it was not trained from a `lewm collect` file.")
-    episodes, episode_ids, held_out = held_out_episodes(agent, data_path)
-    data_path = episodes.path
+        raise ValueError(f"Agent {agent_dir} records no env_id (it was not trained from a `lewm collect` file); "
+                         "pass the env to evaluate on (lewm eval --env ENV_ID).")
     make_env = lambda: envs.make_env(env_id, **env_kwargs)  # noqa: E731
     probe = make_env()
-    pairs = sample_pairs(episodes, episode_ids, protocol, env=probe.unwrapped)
-    probe.close()
+    try:
+        _check_env_fits(agent, probe, env_id)
+        episodes, episode_ids, held_out = held_out_episodes(agent, data_path)
+        data_path = episodes.path
+        pairs = sample_pairs(episodes, episode_ids, protocol, env=probe.unwrapped)
+    finally:
+        probe.close()
     cfg = agent.model.cfg
     settings = {
-        "env_id": env_id, "env_kwargs": env_kwargs, "data": str(data_path), "held_out": held_out,
+        "env_id": env_id, "env_kwargs": env_kwargs, "trained_env_id": meta.get("env_id"), "data": str(data_path),
+        "held_out": held_out,
         "history": cfg.history, "frameskip": cfg.frameskip, "plan": dataclasses.asdict(agent.plan_cfg),
         "agent": str(agent_dir), "device": str(agent.device),
     }
@@ -80,6 +96,18 @@ def evaluate_checkpoint(
         out["random"] = evaluate(random, make_env, pairs, protocol, video_dir, min(video_episodes, 1), "random",
                                  progress, settings).to_dict()
     return out
+
+
+def _check_env_fits(agent: LeWMAgent, env: Any, env_id: str) -> None:
+    """A ValueError naming the mismatch if ``env``'s frames or actions are not the agent's."""
+    frames = getattr(env.observation_space, "spaces", {}).get("pixels")
+    if frames is None or tuple(frames.shape) != agent.obs_shape:
+        raise ValueError(f"env {env_id} observes {getattr(frames, 'shape', env.observation_space)} frames, the agent "
+                         f"{agent.obs_shape}; pass image_size={agent.obs_shape[0]} in the env kwargs")
+    shape = getattr(env.action_space, "shape", None)
+    if shape != agent.action_low.shape:
+        raise ValueError(f"env {env_id} takes actions of shape {shape}, the agent plans {agent.action_low.shape}: "
+                         "evaluate the agent on the env (or a variant with the same actions and state) it was trained on")
 
 
 def run_pipeline(

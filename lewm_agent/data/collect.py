@@ -82,9 +82,14 @@ def _write_episodes(env, writer: EpisodeWriter, episodes: range, policy: str, se
 
 
 def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
-    """Worker: collect episodes ``job["first"]`` .. ``job["last"] - 1`` into the shard ``job["path"]``."""
+    """Worker: collect episodes ``job["first"]`` .. ``job["last"] - 1`` into the shard ``job["path"]``.
+
+    Imports the parent's env modules first (``job["env_modules"]``), so that an env or expert registered
+    by one (``module:EnvId``, ``--env-module``) is found here too.
+    """
     import envs  # registers the tasks (and sets MUJOCO_GL) in this process
 
+    envs.import_env_modules(job["env_modules"])
     env = envs.make_env(job["env_id"], **job["env_kwargs"])
     try:
         with EpisodeWriter(job["path"], attrs=job["attrs"]) as writer:
@@ -136,12 +141,14 @@ def collect(
     statistics cover the whole file; ``seed``/``max_steps`` are those of the latest call.
 
     Args:
-        env_id: a registered id, e.g. ``"lewm/TwoRoom-v1"``.
+        env_id: a registered id, e.g. ``"lewm/TwoRoom-v1"``, or ``"module:EnvId"`` for an env registered
+            by another package (see :func:`envs.make_env`); recorded as given.
         path: the ``.h5`` file to write.
         num_episodes: episodes to collect (>= 1).
         policy: ``"expert"`` or ``"random"`` (see :func:`envs.policies.make_policy`).
         seed: base seed for env resets and the policy.
-        env_kwargs: constructor arguments, e.g. ``{"image_size": 224}``.
+        env_kwargs: constructor arguments, e.g. ``{"image_size": 224}`` (an env that does not take
+            ``image_size`` gets its frames resized, see :func:`envs.make_env`).
         max_steps: cap on actions per episode (None: the env's own time limit).
         append: add to an existing file instead of replacing it (use a different ``seed``
             to get different episodes).
@@ -242,17 +249,20 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
                         policy_kwargs: dict[str, Any]) -> tuple[list[bool], list[float]]:
     """Collect in ``workers`` spawned processes (contiguous episode ranges), then merge in order.
 
-    Spawned, not forked: a forked child would share the parent's OpenGL/EGL state.
+    Spawned, not forked: a forked child would share the parent's OpenGL/EGL state. Each worker
+    imports the modules this process imported for its envs (:func:`envs.env_modules`).
     Shards are ``<path>.shard-<pid>-<k>`` files, deleted afterwards whatever happens.
     """
+    import envs
+
     bounds = np.linspace(0, num_episodes, workers + 1).round().astype(int)
     shards = [path.with_name(f"{path.name}.shard-{os.getpid()}-{k}") for k in range(workers)]
     ctx = mp.get_context("spawn")
     manager = ctx.Manager()
     queue = manager.Queue()
     jobs = [
-        {"env_id": env_id, "env_kwargs": env_kwargs, "policy": policy, "policy_kwargs": policy_kwargs, "seed": seed,
-         "max_steps": max_steps,
+        {"env_id": env_id, "env_kwargs": env_kwargs, "env_modules": envs.env_modules(), "policy": policy,
+         "policy_kwargs": policy_kwargs, "seed": seed, "max_steps": max_steps,
          "low": low, "high": high, "attrs": attrs, "first": int(bounds[k]), "last": int(bounds[k + 1]),
          "path": str(shards[k]), "queue": queue}
         for k in range(workers)
