@@ -180,7 +180,8 @@ def _reacher_random() -> Study:
                   v("random-h1-10k", "steps", 10_000, 300, model=FLATTEN),
                   # 10k steps on 300 episodes fell to 48% (val prediction loss flat, train loss lower): more data
                   v("random-1k-2500", "data", 2_500, 1_000, model=FLATTEN),
-                  v("random-1k-5k", "data", 5_000, 1_000, model=FLATTEN)],
+                  v("random-1k-5k", "data", 5_000, 1_000, model=FLATTEN),
+                  v("random-3k-2500", "data", 2_500, 3_000, model=FLATTEN)],
     )
 
 
