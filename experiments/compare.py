@@ -125,7 +125,19 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 """The ``tasks`` preset: each task with the LeWM preset of :mod:`lewm_agent.config` made for it (and any
 task settings of its own)."""
 
-METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "sb3-ppo", "sb3-sac", "dreamerv3"]
+METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "gcbc", "gciql", "sb3-ppo", "sb3-sac", "dreamerv3"]
+
+
+OFFLINE_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    # measured at 64 px on 2 CPU cores: GCBC 65 ms per step at batch 128, GCIQL 85 ms at batch 64, so that each
+    # trains about as long as LeWM on the same data: ~3.3 min in `quick` (LeWM 1,000 steps: 3.2 min) and ~6.5 min
+    # per task in `tasks` (LeWM's task presets: 3.4 min on TwoRoom, 8-9 min elsewhere)
+    "quick": {"gcbc": {"steps": 3000, "batch_size": 128}, "gciql": {"steps": 2300, "batch_size": 64}},
+    "tasks": {"gcbc": {"steps": 6000, "batch_size": 128}, "gciql": {"steps": 4500, "batch_size": 64}},
+    "full": {"gcbc": {"steps": 200_000, "batch_size": 256, "save_every": 10_000},
+             "gciql": {"steps": 200_000, "batch_size": 256, "save_every": 10_000}},
+}
+"""Budgets of the same-data offline baselines (GCBC, GCIQL) per preset."""
 
 
 def make_config(preset: str) -> CompareConfig:
@@ -137,6 +149,8 @@ def make_config(preset: str) -> CompareConfig:
             tasks=["TwoRoom"], methods=list(METHOD_ORDER), episodes=20, eval_episodes=6, eval_budget=30,
             video_episodes=1,
             budgets={"lewm": {"preset": "tiny", "steps": 30}, "lewm-nosigreg": {"preset": "tiny", "steps": 30},
+                     "gcbc": {"steps": 20, "batch_size": 16, "save_every": 10},
+                     "gciql": {"steps": 20, "batch_size": 16, "save_every": 10},
                      "sb3-ppo": {"timesteps": 256, "n_envs": 2, "n_steps": 64, "n_epochs": 1},
                      "sb3-sac": {"timesteps": 160, "learning_starts": 64, "batch_size": 16},
                      "dreamerv3": DREAMER_BUDGETS["smoke"]})
@@ -144,6 +158,7 @@ def make_config(preset: str) -> CompareConfig:
         return CompareConfig(
             tasks=["TwoRoom"], methods=list(METHOD_ORDER),
             budgets={"lewm": {"preset": "cpu", "steps": 1000}, "lewm-nosigreg": {"preset": "cpu", "steps": 1000},
+                     **json.loads(json.dumps(OFFLINE_BUDGETS["quick"])),
                      "sb3-ppo": {"timesteps": 20_000}, "sb3-sac": {"timesteps": 1_500},
                      "dreamerv3": DREAMER_BUDGETS["quick"]})
     if preset == "full":
@@ -153,10 +168,11 @@ def make_config(preset: str) -> CompareConfig:
                      "sb3-ppo": {"timesteps": 1_000_000, "n_envs": 8, "n_steps": 256, "batch_size": 256, "n_epochs": 10},
                      "sb3-sac": {"timesteps": 500_000, "buffer_size": 100_000, "learning_starts": 5_000,
                                  "batch_size": 256},
-                     "dreamerv3": DREAMER_BUDGETS["full"]})
+                     "dreamerv3": DREAMER_BUDGETS["full"], **json.loads(json.dumps(OFFLINE_BUDGETS["full"]))})
     if preset == "tasks":
         return CompareConfig(
-            tasks=list(TASK_PRESETS), methods=["random", "expert", "lewm"], workers=2, budgets={}, every_method=False,
+            tasks=list(TASK_PRESETS), methods=["random", "expert", "lewm", "gcbc", "gciql"], workers=2,
+            budgets=json.loads(json.dumps(OFFLINE_BUDGETS["tasks"])), every_method=False,
             task_specs={task: _task_preset(name, **extra) for task, (name, extra) in TASK_PRESETS.items()})
     raise KeyError(f"Unknown preset {preset!r}; choose {', '.join(PRESETS)}.")
 

@@ -105,20 +105,21 @@ def _cell(r: dict[str, Any] | None) -> str:
 
 
 def task_table(records: list[dict[str, Any]], lewm: str = "lewm") -> str:
-    """One row per task: LeWM, random and the expert on the same pairs (success, 95% Wilson CI), LeWM's
-    training wall-clock and data, and the paper's LeWM figure; cells not (yet) run say so."""
+    """One row per task: LeWM, the same-data offline baselines (GCBC, GCIQL), random and the expert on the
+    same pairs (success, 95% Wilson CI), LeWM's training wall-clock and data, and the paper's LeWM figure;
+    cells not (yet) run say so."""
     by = {(r["task"], r["method"]): r for r in records}
     tasks = list(dict.fromkeys(r["task"] for r in records))
-    lines = ["| task | LeWM | random | expert | LeWM training (wall-clock, data) | paper LeWM |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| task | LeWM | GCBC | GCIQL | random | expert | LeWM training (wall-clock, data) | paper LeWM |",
+             "|---|---|---|---|---|---|---|---|"]
     for t in tasks:
         r = by.get((t, lewm))
         train = "-"
         if r is not None and r.get("status") == "ok":
             train = f"{_fmt_seconds(r['train_seconds'])}, {_fmt_int(r['data_used'])} {r['data_kind']}"
         paper = f"{PAPER_SUCCESS[t]}%" if t in PAPER_SUCCESS else "-"
-        lines.append(f"| {t} | **{_cell(r)}** | {_cell(by.get((t, 'random')))} | {_cell(by.get((t, 'expert')))} | "
-                     f"{train} | {paper} |")
+        others = " | ".join(_cell(by.get((t, m))) for m in ("gcbc", "gciql", "random", "expert"))
+        lines.append(f"| {t} | **{_cell(r)}** | {others} | {train} | {paper} |")
     return "\n".join(lines) + "\n"
 
 

@@ -38,4 +38,4 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-from . import scripted, lewm, sb3, dreamer  # noqa: E402,F401  (register the built-in methods)
+from . import scripted, lewm, gcbc, gciql, sb3, dreamer  # noqa: E402,F401  (register the built-in methods)
