@@ -114,7 +114,7 @@ def _task_preset(name: str, **extra: Any) -> dict[str, Any]:
 
 
 TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "TwoRoom": ("tworoom", {}),
+    "TwoRoom": ("tworoom", {"budgets": {"lewm": {"preset": "tworoom"}, **OFFLINE_BUDGETS["quick"]}}),
     "Reacher": ("reacher", {}),
     "PushT": ("pusht", {}),
     # the arm drawn at 10% opacity is ~90% of OGBench's render cost on a CPU (6 against ~48 frames/s);
@@ -129,11 +129,11 @@ METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "gcbc", "gciql", "s
 
 
 OFFLINE_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
-    # measured at 64 px on 2 CPU cores: GCBC 65 ms per step at batch 128, GCIQL 85 ms at batch 64, so that each
-    # trains about as long as LeWM on the same data: ~3.3 min in `quick` (LeWM 1,000 steps: 3.2 min) and ~6.5 min
-    # per task in `tasks` (LeWM's task presets: 3.4 min on TwoRoom, 8-9 min elsewhere)
-    "quick": {"gcbc": {"steps": 3000, "batch_size": 128}, "gciql": {"steps": 2300, "batch_size": 64}},
-    "tasks": {"gcbc": {"steps": 6000, "batch_size": 128}, "gciql": {"steps": 4500, "batch_size": 64}},
+    # measured at 64 px on 2 CPU cores: GCBC 93 ms per step at batch 128, GCIQL 138 ms at batch 64, so that each
+    # trains about as long as LeWM on the same data: ~3.2 min in `quick` and on TwoRoom in `tasks` (LeWM 1,000
+    # steps: 3.2-3.4 min), ~7 min on the other tasks of `tasks` (LeWM's task presets: 8-9 min)
+    "quick": {"gcbc": {"steps": 2000, "batch_size": 128}, "gciql": {"steps": 1400, "batch_size": 64}},
+    "tasks": {"gcbc": {"steps": 4500, "batch_size": 128}, "gciql": {"steps": 3000, "batch_size": 64}},
     "full": {"gcbc": {"steps": 200_000, "batch_size": 256, "save_every": 10_000},
              "gciql": {"steps": 200_000, "batch_size": 256, "save_every": 10_000}},
 }

@@ -29,6 +29,8 @@ __all__ = ["GCBCBudget", "GoalPolicy", "GCBC", "gcbc"]
 class GCBCBudget(OfflineBudget):
     """GCBC's budget: the shared settings plus where its goals come from."""
 
+    lr: float = 1e-3
+    """(3e-4 learned the goal's direction more slowly on TwoRoom.)"""
     p_current: float = 0.0
     p_future: float = 1.0
     p_random: float = 0.0

@@ -38,8 +38,8 @@ class OfflineBudget:
     """Optimiser steps."""
     batch_size: int = 128
     lr: float = 3e-4
-    augment_pad: int = 4
-    """Random-shift augmentation (pixels of padding; 0: none), drawn per sample."""
+    augment_pad: int = 0
+    """Random-shift augmentation (pixels of padding; 0: none), drawn per sample, the same for observation and goal."""
     save_every: int = 500
     """Steps between resumable checkpoints."""
     log_every: int = 50

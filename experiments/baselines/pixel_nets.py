@@ -1,8 +1,15 @@
 """Small pixel networks for the offline goal-conditioned baselines (GCBC, GCIQL).
 
-The observation and the goal image are stacked channel-wise (early fusion, as OGBench's
-goal-conditioned agents do on pixels) and read by the Nature DQN conv stack (the one the
-Stable-Baselines3 baselines use on each image): (B, 6, H, W) in [0, 1] -> (B, ``feature_dim``).
+The observation and the goal image go through the same conv net (shared weights), whose feature
+maps become keypoints by a spatial softmax (the expected image coordinates of each channel, the
+visuomotor encoder of Levine et al. 2016 that robomimic's BC uses); the observation's and the goal's
+keypoints are concatenated: (B, 6, H, W) in [0, 1] -> (B, ``feature_dim``).
+
+Measured before choosing it (TwoRoom, 600 expert episodes, 64 px): channel-stacked early fusion
+through the Nature DQN conv stack did not learn the goal's direction at all (held-out BC loss 0.78
+after 1,000 steps = the actions' variance; 0% success after 6,000 steps), while the keypoint encoder
+reached 0.72 after 1,000 steps (regressing the action on the true goal direction gives 0.66): a dot
+of a few pixels is a position to read, which keypoints give directly.
 """
 
 from __future__ import annotations
@@ -11,31 +18,41 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GoalPixelEncoder", "mlp", "to_input", "random_shift"]
+__all__ = ["GoalPixelEncoder", "SpatialSoftmax", "mlp", "to_input", "random_shift"]
+
+
+class SpatialSoftmax(nn.Module):
+    """(B, C, h, w) feature maps -> (B, 2C) keypoints: each channel's softmax-weighted (y, x) in [-1, 1]."""
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = f.shape
+        p = f.flatten(2).softmax(-1).view(b, c, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=f.device, dtype=f.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=f.device, dtype=f.dtype)
+        return torch.cat([(p.sum(3) * ys).sum(-1), (p.sum(2) * xs).sum(-1)], -1)
 
 
 class GoalPixelEncoder(nn.Module):
-    """Conv encoder of an (observation, goal) pair of RGB frames.
+    """Keypoints of an (observation, goal) pair of RGB frames.
 
-    Input: float (B, 6, H, W) in [0, 1] (observation channels first, then the goal's). Convs
-    8x8/4 -> 4x4/2 -> 3x3/1 with ``widths`` channels (Nature DQN), GELU, then Linear -> LayerNorm
-    to ``feature_dim``. At 64 px: 15x15 -> 6x6 -> 4x4 maps.
+    Input: float (B, 6, H, W) in [0, 1] (observation channels first, then the goal's). Each image:
+    conv 8x8/4 (32 channels), GELU, conv 3x3 (``keypoints`` channels), spatial softmax -> 2 *
+    ``keypoints`` coordinates; output (B, ``feature_dim`` = 4 * ``keypoints``): the observation's
+    keypoints, then the goal's. At 64 px the maps are 15x15.
     """
 
-    def __init__(self, image_size: int, widths: tuple[int, int, int] = (32, 64, 64), feature_dim: int = 256):
+    def __init__(self, image_size: int, keypoints: int = 64):
         super().__init__()
-        if image_size < 36:
-            raise ValueError(f"GoalPixelEncoder needs frames of at least 36 px, got {image_size}.")
-        c1, c2, c3 = widths
-        self.convs = nn.Sequential(nn.Conv2d(6, c1, 8, stride=4), nn.GELU(), nn.Conv2d(c1, c2, 4, stride=2), nn.GELU(),
-                                   nn.Conv2d(c2, c3, 3, stride=1), nn.GELU())
-        with torch.no_grad():
-            flat = self.convs(torch.zeros(1, 6, image_size, image_size)).numel()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, feature_dim), nn.LayerNorm(feature_dim))
-        self.feature_dim = feature_dim
+        if image_size < 16:
+            raise ValueError(f"GoalPixelEncoder needs frames of at least 16 px, got {image_size}.")
+        self.convs = nn.Sequential(nn.Conv2d(3, 32, 8, stride=4), nn.GELU(), nn.Conv2d(32, keypoints, 3, padding=1))
+        self.keypoints = SpatialSoftmax()
+        self.feature_dim = 4 * keypoints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.convs(x))
+        b = x.shape[0]
+        k = self.keypoints(self.convs(torch.cat([x[:, :3], x[:, 3:]], 0)))  # both images in one pass
+        return torch.cat([k[:b], k[b:]], -1)
 
 
 def mlp(in_dim: int, out_dim: int, hidden: int = 256, depth: int = 2) -> nn.Sequential:
