@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-import envs
-from envs.policies import make_policy
+from lewm_agent import envs
+from lewm_agent.envs.policies import make_policy
 from lewm_agent.data import collect
 
 

@@ -1,7 +1,7 @@
 """Goal-conditioned pixel tasks for LeWM, registered with Gymnasium under ``lewm/``.
 
 Importing this package registers every task (once), so ``gym.make("lewm/TwoRoom-v1")``
-works, and registers each task's scripted expert (:func:`envs.policies.register_expert`, by
+works, and registers each task's scripted expert (:func:`lewm_agent.envs.policies.register_expert`, by
 ``"module:Name"`` paths). Suites other than TwoRoom import their simulator only when one of their
 envs is made (entry points are strings), and name the pip extra to install when it is missing.
 
@@ -25,10 +25,10 @@ from typing import Any  # noqa: E402
 
 import gymnasium as gym  # noqa: E402
 
-from envs.experts import register_expert  # noqa: E402
-from envs.goal import GoalEnv  # noqa: E402
-from envs.loading import env_modules, env_spec, import_env_modules, takes_argument  # noqa: E402
-from envs.resize import ResizeFrames  # noqa: E402
+from lewm_agent.envs.experts import register_expert  # noqa: E402
+from lewm_agent.envs.goal import GoalEnv  # noqa: E402
+from lewm_agent.envs.loading import env_modules, env_spec, import_env_modules, takes_argument  # noqa: E402
+from lewm_agent.envs.resize import ResizeFrames  # noqa: E402
 
 __all__ = ["ENV_IDS", "GOAL_ENV_IDS", "REWARD_ENV_IDS", "GoalEnv", "env_modules", "import_env_modules", "make_env"]
 
@@ -45,38 +45,39 @@ _GOAL_REGISTRATIONS: dict[str, dict[str, Any]] = {
     # v1: the LeWM paper's drawing (the reference's Gaussian dot, no glow), the default task since
     # lewm-agent 0.2; v0: the earlier default (a disc with a soft glow), kept so that files and agents
     # made with it still evaluate on the same images.
-    "lewm/TwoRoom-v1": {"entry_point": "envs.tworoom:TwoRoomEnv", "max_episode_steps": 200,
+    "lewm/TwoRoom-v1": {"entry_point": "lewm_agent.envs.tworoom:TwoRoomEnv", "max_episode_steps": 200,
                         "kwargs": {"glow": 0.0, "dot": "gaussian"}},
-    "lewm/TwoRoom-v0": {"entry_point": "envs.tworoom:TwoRoomEnv", "max_episode_steps": 200},
-    "lewm/Reacher-v0": {"entry_point": "envs.dmc:ReacherGoalEnv", "max_episode_steps": 200},
+    "lewm/TwoRoom-v0": {"entry_point": "lewm_agent.envs.tworoom:TwoRoomEnv", "max_episode_steps": 200},
+    "lewm/Reacher-v0": {"entry_point": "lewm_agent.envs.dmc:ReacherGoalEnv", "max_episode_steps": 200},
     **{
         f"lewm/MetaWorld-{task[:-3]}-v3": {
-            "entry_point": "envs.metaworld:MetaWorldGoalEnv", "max_episode_steps": 200, "kwargs": {"task": task},
+            "entry_point": "lewm_agent.envs.metaworld:MetaWorldGoalEnv", "max_episode_steps": 200,
+            "kwargs": {"task": task},
         }
         for task in METAWORLD_TASKS
     },
     **{
         f"lewm/OGBench-{suffix}-v0": {
-            "entry_point": "envs.ogbench:OGBenchGoalEnv",
+            "entry_point": "lewm_agent.envs.ogbench:OGBenchGoalEnv",
             "max_episode_steps": 200 if "cube" in suffix else 500,  # OGBench's own maze tasks need > 200
             "kwargs": {"name": name},
         }
         for suffix, name in OGBENCH_TASKS.items()
     },
-    "lewm/PushT-v0": {"entry_point": "envs.pusht:PushTGoalEnv", "max_episode_steps": 300},
+    "lewm/PushT-v0": {"entry_point": "lewm_agent.envs.pusht:PushTGoalEnv", "max_episode_steps": 300},
     # the LeWM reference's PushT control (stable-worldmodel's swm/PushT-v1): relative target offsets
-    "lewm/PushT-v1": {"entry_point": "envs.pusht:PushTGoalEnv", "max_episode_steps": 300,
+    "lewm/PushT-v1": {"entry_point": "lewm_agent.envs.pusht:PushTGoalEnv", "max_episode_steps": 300,
                       "kwargs": {"relative": True}},
 }
 # Generic entry points: any MT1 task (`task=`), any OGBench env (`name=`), any DMC task (`task=`).
 _GENERIC_REGISTRATIONS: dict[str, dict[str, Any]] = {
-    "lewm/MetaWorld-v0": {"entry_point": "envs.metaworld:MetaWorldGoalEnv", "max_episode_steps": 200},
-    "lewm/OGBench-v0": {"entry_point": "envs.ogbench:OGBenchGoalEnv", "max_episode_steps": 500},
-    "lewm/DMC-v0": {"entry_point": "envs.dmc:make_dmc_pixels"},
+    "lewm/MetaWorld-v0": {"entry_point": "lewm_agent.envs.metaworld:MetaWorldGoalEnv", "max_episode_steps": 200},
+    "lewm/OGBench-v0": {"entry_point": "lewm_agent.envs.ogbench:OGBenchGoalEnv", "max_episode_steps": 500},
+    "lewm/DMC-v0": {"entry_point": "lewm_agent.envs.dmc:make_dmc_pixels"},
 }
 # Reward-based pixel tasks (DeepMind Control's own reward; no goal image).
 _REWARD_REGISTRATIONS: dict[str, dict[str, Any]] = {
-    f"lewm/DMC-{task}-v0": {"entry_point": "envs.dmc:make_dmc_pixels", "kwargs": {"task": task}}
+    f"lewm/DMC-{task}-v0": {"entry_point": "lewm_agent.envs.dmc:make_dmc_pixels", "kwargs": {"task": task}}
     for task in DMC_REWARD_TASKS
 }
 _REGISTRATIONS = {**_GOAL_REGISTRATIONS, **_GENERIC_REGISTRATIONS, **_REWARD_REGISTRATIONS}
@@ -91,11 +92,11 @@ for _env_id, _kwargs in _REGISTRATIONS.items():
 
 # Each built-in suite's expert (envs/<suite>_expert.py), by paths: imported when first built.
 _EXPERTS = {
-    "envs.tworoom:TwoRoomEnv": "envs.tworoom_expert:TwoRoomExpert",
-    "envs.dmc:ReacherGoalEnv": "envs.dmc_expert:ReacherExpert",
-    "envs.metaworld:MetaWorldGoalEnv": "envs.metaworld_expert:MetaWorldExpert",
-    "envs.ogbench:OGBenchGoalEnv": "envs.ogbench_expert:ogbench_expert",
-    "envs.pusht:PushTGoalEnv": "envs.pusht_expert:PushTExpert",
+    "lewm_agent.envs.tworoom:TwoRoomEnv": "lewm_agent.envs.tworoom_expert:TwoRoomExpert",
+    "lewm_agent.envs.dmc:ReacherGoalEnv": "lewm_agent.envs.dmc_expert:ReacherExpert",
+    "lewm_agent.envs.metaworld:MetaWorldGoalEnv": "lewm_agent.envs.metaworld_expert:MetaWorldExpert",
+    "lewm_agent.envs.ogbench:OGBenchGoalEnv": "lewm_agent.envs.ogbench_expert:ogbench_expert",
+    "lewm_agent.envs.pusht:PushTGoalEnv": "lewm_agent.envs.pusht_expert:PushTExpert",
 }
 for _env_class, _factory in _EXPERTS.items():
     register_expert(_env_class, _factory)

@@ -1,7 +1,7 @@
 """The goal-env contract as runnable checks, for any env id (``lewm check-env ENV_ID``).
 
 What the project needs from a goal-conditioned env (the built-in suites meet it through
-:class:`envs.goal.GoalEnv`; ``docs/foreign_envs.md`` states it for envs from other packages):
+:class:`lewm_agent.envs.goal.GoalEnv`; ``docs/foreign_envs.md`` states it for envs from other packages):
 
 - observation ``{"pixels": uint8 (S, S, 3), "goal": uint8 (S, S, 3)}`` at the requested ``image_size`` S;
   a Box action space with finite bounds;
@@ -132,7 +132,7 @@ class _Probe:
         render_state = getattr(self.env.unwrapped, "render_state", None)
         if not callable(render_state):
             return None
-        from envs.resize import resize_frame
+        from lewm_agent.envs.resize import resize_frame
 
         return resize_frame(render_state(goal), self.size)
 
@@ -240,13 +240,13 @@ def _start_on_goal(p: _Probe) -> str:
 
 
 def _expert(p: _Probe) -> str:
-    from envs.experts import find_expert
-    from envs.policies import make_policy
+    from lewm_agent.envs.experts import find_expert
+    from lewm_agent.envs.policies import make_policy
 
     factory = find_expert(p.env)
     if factory is None:
         return ("no expert registered (collect with --policy random, or register one with "
-                "envs.policies.register_expert)")
+                "lewm_agent.envs.policies.register_expert)")
     obs, info = p.env.reset(seed=p.seed)
     try:
         policy = make_policy("expert", p.env, seed=p.seed)
@@ -278,9 +278,9 @@ _CHECKS: list[tuple[str, Callable[[_Probe], str]]] = [
 def check_goal_env(env_id: str, image_size: int = 32, env_kwargs: dict[str, Any] | None = None,
                    seed: int = 0) -> list[Check]:
     """Run the goal-env contract on ``env_id`` (a registered id or ``module:EnvId``), made by
-    :func:`envs.make_env` with ``image_size`` and ``env_kwargs``. Returns one :class:`Check` per check
+    :func:`lewm_agent.envs.make_env` with ``image_size`` and ``env_kwargs``. Returns one :class:`Check` per check
     (only ``make`` if the env cannot be made); ``seed`` offsets every seed used."""
-    import envs
+    from lewm_agent import envs
 
     kwargs = {**(env_kwargs or {}), "image_size": image_size}
     try:

@@ -10,7 +10,7 @@ Two kinds of task:
   ``dm_control/<domain>-<task>-v0`` with its own reward, observed as pixels only, with
   action repeat: the usual pixel-control benchmark setting for reward-based RL baselines.
 
-Both render through EGL with shadows and reflections off (:func:`envs.goal.fast_render_model`).
+Both render through EGL with shadows and reflections off (:func:`lewm_agent.envs.goal.fast_render_model`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.goal import ActionRepeat, GoalEnv, fast_render_model, require, wrap_angle
+from lewm_agent.envs.goal import ActionRepeat, GoalEnv, fast_render_model, require, wrap_angle
 
 __all__ = ["REACHER_SUCCESS_RAD", "ReacherGoalEnv", "DMCPixels", "make_dmc_pixels"]
 
@@ -63,7 +63,7 @@ class ReacherGoalEnv(GoalEnv):
     Args:
         image_size: side of the square images, pixels.
         camera_id: dm_control camera (0: the fixed top-down view, 1: the hand camera).
-        reward_type, terminate_on_success, render_mode: see :class:`~envs.goal.GoalEnv`.
+        reward_type, terminate_on_success, render_mode: see :class:`~lewm_agent.envs.goal.GoalEnv`.
     """
 
     state_dim = 4

@@ -1,18 +1,18 @@
-"""Reacher's scripted expert (registered for :class:`~envs.dmc.ReacherGoalEnv` in ``envs/__init__.py``)."""
+"""Reacher's scripted expert (registered for :class:`~lewm_agent.envs.dmc.ReacherGoalEnv` in ``envs/__init__.py``)."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 
-from envs.dmc import ReacherGoalEnv
-from envs.goal import wrap_angle
+from lewm_agent.envs.dmc import ReacherGoalEnv
+from lewm_agent.envs.goal import wrap_angle
 
 __all__ = ["ReacherExpert"]
 
 
 class ReacherExpert:
-    """Noisy PD controller for :class:`~envs.dmc.ReacherGoalEnv`.
+    """Noisy PD controller for :class:`~lewm_agent.envs.dmc.ReacherGoalEnv`.
 
     Torque ``kp * angle_error - kd * joint_velocity + N(0, noise_std)`` per joint, clipped to
     [-1, 1]; the shoulder error is wrapped (it turns freely), the wrist's is not (it is

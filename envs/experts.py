@@ -3,12 +3,12 @@
 An expert is the privileged, scripted policy that collects an env's offline data
 (``lewm collect --policy expert``) and is the ``expert`` row of a comparison. It reads the physical
 state and goal from ``info["state"]`` / ``info["goal_state"]`` and follows the
-:class:`~envs.policies.Policy` protocol (``reset(obs, info)``, ``policy(obs, info) -> action``).
+:class:`~lewm_agent.envs.policies.Policy` protocol (``reset(obs, info)``, ``policy(obs, info) -> action``).
 
 Register one for any env, built in or not, with :func:`register_expert` (importable from
-``envs.policies`` too), typically at the bottom of the module that registers the env::
+``lewm_agent.envs.policies`` too), typically at the bottom of the module that registers the env::
 
-    from envs.policies import register_expert
+    from lewm_agent.envs.policies import register_expert
     register_expert(MyGoalEnv, MyExpert)                 # by env class (subclasses inherit it)
     register_expert("mypkg/MyTask-v0", make_my_expert)   # or by Gymnasium id
 
@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from envs.loading import import_path
+from lewm_agent.envs.loading import import_path
 
 __all__ = ["register_expert", "find_expert", "registered_experts"]
 

@@ -81,7 +81,7 @@ class GoalEnv(gym.Env, abc.ABC):
             )
         cls = type(self)
         if cls._render_live is GoalEnv._render_live and cls._render_state is GoalEnv._render_state:
-            raise TypeError(f"{cls.__name__} must implement _render_live or _render_state (see envs.goal.GoalEnv)")
+            raise TypeError(f"{cls.__name__} must implement _render_live or _render_state (see lewm_agent.envs.goal.GoalEnv)")
         self.image_size = int(image_size)
         self.reward_type = reward_type
         self.terminate_on_success = bool(terminate_on_success)
@@ -390,7 +390,7 @@ class ActionRepeat(gym.Wrapper):
 def require(module: str, extra: str) -> ModuleType:
     """Import ``module`` or raise an ImportError naming the pip extra that installs it.
 
-    Suites call this inside constructors so that ``import envs`` works without any simulator.
+    Suites call this inside constructors so that ``import lewm_agent.envs`` works without any simulator.
     """
     try:
         return importlib.import_module(module)

@@ -1,6 +1,6 @@
 """Meta-World v3 (MT1 tasks) as goal-conditioned pixel tasks: reach, push, pick-place and 39 more.
 
-One Meta-World task (``task="push-v3"``, an MT1 name) is wrapped as a :class:`~envs.goal.GoalEnv`:
+One Meta-World task (``task="push-v3"``, an MT1 name) is wrapped as a :class:`~lewm_agent.envs.goal.GoalEnv`:
 the agent sees 64x64 frames from a fixed camera and a goal image, and must bring the task's
 *achieved goal* to where it is in the goal state:
 
@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.goal import GoalEnv, fast_render_model, require
+from lewm_agent.envs.goal import GoalEnv, fast_render_model, require
 
 __all__ = ["GOAL_ROLLOUT_STEPS", "MetaWorldGoalEnv", "REACH_TASKS", "UNSUPPORTED_TASKS", "mt1_task_names"]
 
@@ -104,7 +104,7 @@ class MetaWorldGoalEnv(GoalEnv):
     Args:
         task: a Meta-World MT1 task name, e.g. ``"reach-v3"``, ``"push-v3"``, ``"pick-place-v3"``
             (:func:`mt1_task_names` lists them).
-        image_size, reward_type, terminate_on_success, render_mode: see :class:`~envs.goal.GoalEnv`.
+        image_size, reward_type, terminate_on_success, render_mode: see :class:`~lewm_agent.envs.goal.GoalEnv`.
         camera_name: a camera of Meta-World's scene (``"corner"``, ``"corner2"``, ``"corner3"``,
             ``"corner4"``, ``"topview"``, ...).
     """

@@ -1,4 +1,4 @@
-"""Meta-World's scripted experts with action noise (registered for :class:`~envs.metaworld.MetaWorldGoalEnv`
+"""Meta-World's scripted experts with action noise (registered for :class:`~lewm_agent.envs.metaworld.MetaWorldGoalEnv`
 in ``envs/__init__.py``)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.metaworld import REACH_TASKS, MetaWorldGoalEnv
+from lewm_agent.envs.metaworld import REACH_TASKS, MetaWorldGoalEnv
 
 __all__ = ["MetaWorldExpert"]
 
@@ -16,7 +16,7 @@ class MetaWorldExpert:
 
     Each step: the scripted action for Meta-World's (39,) observation of ``info["state"]`` whose
     goal part is the achieved goal of ``info["goal_state"]`` (see
-    :meth:`~envs.metaworld.MetaWorldGoalEnv.expert_observation`), plus noise, clipped to [-1, 1].
+    :meth:`~lewm_agent.envs.metaworld.MetaWorldGoalEnv.expert_observation`), plus noise, clipped to [-1, 1].
     The noise is Gaussian and AR(1) in time: ``n_t = c n_{t-1} + sqrt(1 - c^2) e_t`` with
     ``e_t ~ N(0, noise_std^2)`` per action entry, so each step's noise has std ``noise_std`` and
     ``c = noise_corr`` sets how long a drift lasts (about ``1 / (1 - c)`` steps).
@@ -29,7 +29,7 @@ class MetaWorldExpert:
     pick-place-v3 85%, 73 steps, 2.2 cm (noiseless: 100% on all three; random actions: 0%).
 
     Args:
-        env: a :class:`~envs.metaworld.MetaWorldGoalEnv` (wrapped or not).
+        env: a :class:`~lewm_agent.envs.metaworld.MetaWorldGoalEnv` (wrapped or not).
         noise_std: std of the action noise per entry (action units; 1 = 1 cm of hand motion).
         noise_corr: AR(1) coefficient of the noise in [0, 1); None = the task's default above.
         seed: seed of the policy's own random generator.

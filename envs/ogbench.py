@@ -52,7 +52,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.goal import GoalEnv, fast_render_model, require
+from lewm_agent.envs.goal import GoalEnv, fast_render_model, require
 
 __all__ = ["CUBE_TOLERANCE", "OGBenchGoalEnv", "SUPPORTED_NAMES"]
 

@@ -1,7 +1,7 @@
 """OGBench's scripted experts: cube pick-and-place and PointMaze navigation; AntMaze has none.
 
 :func:`ogbench_expert` picks one by the task's family; it is registered for
-:class:`~envs.ogbench.OGBenchGoalEnv` in ``envs/__init__.py``.
+:class:`~lewm_agent.envs.ogbench.OGBenchGoalEnv` in ``envs/__init__.py``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.goal import require
-from envs.ogbench import OGBenchGoalEnv
+from lewm_agent.envs.goal import require
+from lewm_agent.envs.ogbench import OGBenchGoalEnv
 
 __all__ = ["OGBenchCubeExpert", "OGBenchMazeExpert", "ogbench_expert"]
 
 
 class OGBenchCubeExpert:
-    """Noisy scripted pick-and-place expert for OGBench cube tasks (:class:`~envs.ogbench.OGBenchGoalEnv`).
+    """Noisy scripted pick-and-place expert for OGBench cube tasks (:class:`~lewm_agent.envs.ogbench.OGBenchGoalEnv`).
 
     OGBench's own closed-loop oracle (``CubeMarkovOracle``, the controller behind its "noisy"
     cube datasets) carries the target cube to its position in ``info["goal_state"]``; with
@@ -94,7 +94,7 @@ class OGBenchCubeExpert:
 
 
 class OGBenchMazeExpert:
-    """Noisy waypoint navigator for OGBench PointMaze (:class:`~envs.ogbench.OGBenchGoalEnv`).
+    """Noisy waypoint navigator for OGBench PointMaze (:class:`~lewm_agent.envs.ogbench.OGBenchGoalEnv`).
 
     A breadth-first search over the maze grid (OGBench's ``get_oracle_subgoal``) gives the next
     cell on a shortest path to the goal's cell; the policy heads for that cell's centre, and for

@@ -2,12 +2,12 @@
 
 A policy follows the :class:`Policy` protocol: ``reset(obs, info)`` at the start of each
 episode, then ``policy(obs, info) -> action`` every step. Experts read the physical state and
-goal from ``info["state"]`` / ``info["goal_state"]`` (the :class:`~envs.goal.GoalEnv` contract).
+goal from ``info["state"]`` / ``info["goal_state"]`` (the :class:`~lewm_agent.envs.goal.GoalEnv` contract).
 
 ``make_policy(name, env, seed)`` builds one by name: ``"random"`` for any env, ``"expert"``
-through the expert registry (:mod:`envs.experts`): :func:`register_expert` gives any env, built in
+through the expert registry (:mod:`lewm_agent.envs.experts`): :func:`register_expert` gives any env, built in
 or foreign, its expert. The built-in experts live beside their envs (``envs/<suite>_expert.py``);
-their classes stay importable from here (``from envs.policies import TwoRoomExpert``), imported
+their classes stay importable from here (``from lewm_agent.envs.policies import TwoRoomExpert``), imported
 only when asked for, so importing this module imports no suite.
 """
 
@@ -20,23 +20,23 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from envs.experts import find_expert, register_expert, registered_experts
+from lewm_agent.envs.experts import find_expert, register_expert, registered_experts
 
 __all__ = ["Policy", "RandomPolicy", "POLICY_NAMES", "make_policy", "register_expert"]
 
 # Expert classes that used to live here -> the module beside their env that holds them now.
 _MOVED = {
-    "TwoRoomExpert": "envs.tworoom_expert",
-    "ReacherExpert": "envs.dmc_expert",
-    "PushTExpert": "envs.pusht_expert",
-    "MetaWorldExpert": "envs.metaworld_expert",
-    "OGBenchCubeExpert": "envs.ogbench_expert",
-    "OGBenchMazeExpert": "envs.ogbench_expert",
+    "TwoRoomExpert": "lewm_agent.envs.tworoom_expert",
+    "ReacherExpert": "lewm_agent.envs.dmc_expert",
+    "PushTExpert": "lewm_agent.envs.pusht_expert",
+    "MetaWorldExpert": "lewm_agent.envs.metaworld_expert",
+    "OGBenchCubeExpert": "lewm_agent.envs.ogbench_expert",
+    "OGBenchMazeExpert": "lewm_agent.envs.ogbench_expert",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """``from envs.policies import TwoRoomExpert`` (and the other moved experts) keeps working."""
+    """``from lewm_agent.envs.policies import TwoRoomExpert`` (and the other moved experts) keeps working."""
     if name in _MOVED:
         return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -86,7 +86,7 @@ def make_policy(name: str, env: gym.Env, seed: int | None = 0, **kwargs: Any) ->
                 f"no 'expert' policy for env {getattr(spec, 'id', None) or type(env.unwrapped).__name__} "
                 f"(class {type(env.unwrapped).__module__}.{type(env.unwrapped).__qualname__}); experts exist for "
                 f"{registered_experts()}. Use policy='random', or register one with "
-                "envs.policies.register_expert(EnvClass_or_id, factory) (see docs/foreign_envs.md)"
+                "lewm_agent.envs.policies.register_expert(EnvClass_or_id, factory) (see docs/foreign_envs.md)"
             )
         return factory(env, seed=seed, **kwargs)
     raise KeyError(f"unknown policy {name!r}; known policies: {list(POLICY_NAMES)}")

@@ -56,7 +56,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.goal import GoalEnv, require, wrap_angle  # noqa: E402
+from lewm_agent.envs.goal import GoalEnv, require, wrap_angle  # noqa: E402
 
 __all__ = [
     "PushTGoalEnv",

@@ -1,20 +1,20 @@
-"""PushT's scripted expert (registered for :class:`~envs.pusht.PushTGoalEnv` in ``envs/__init__.py``)."""
+"""PushT's scripted expert (registered for :class:`~lewm_agent.envs.pusht.PushTGoalEnv` in ``envs/__init__.py``)."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 
-from envs import pusht
-from envs.goal import wrap_angle
+from lewm_agent.envs import pusht
+from lewm_agent.envs.goal import wrap_angle
 
 __all__ = ["PushTExpert"]
 
 
 class PushTExpert:
-    """Noisy heuristic pusher for :class:`~envs.pusht.PushTGoalEnv` (any goal pose).
+    """Noisy heuristic pusher for :class:`~lewm_agent.envs.pusht.PushTGoalEnv` (any goal pose).
 
-    Every step it scores points on the T's outline (:func:`~envs.pusht.t_contact_points`, block
+    Every step it scores points on the T's outline (:func:`~lewm_agent.envs.pusht.t_contact_points`, block
     coordinates): pushing a point along its inward normal helps by ``(goal position of the point
     - its position) . inward normal`` world units, so off-centre points are chosen when the block
     must turn. It keeps its contact unless another one scores clearly better (switching to a

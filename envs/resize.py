@@ -1,6 +1,6 @@
 """Square frames of a chosen size from an env that renders at its own size.
 
-:func:`envs.make_env` passes ``image_size`` to an env whose constructor takes it; for any other
+:func:`lewm_agent.envs.make_env` passes ``image_size`` to an env whose constructor takes it; for any other
 env it wraps the env in :class:`ResizeFrames`, so that every env of the project is asked for its
 frame size the same way (``make_env(id, image_size=64)``, ``lewm collect --image-size 64``).
 """

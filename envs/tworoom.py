@@ -24,7 +24,7 @@ import functools
 import numpy as np
 from gymnasium import spaces
 
-from envs.goal import GoalEnv
+from lewm_agent.envs.goal import GoalEnv
 
 __all__ = [
     "TwoRoomEnv",

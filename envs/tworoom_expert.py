@@ -1,17 +1,17 @@
-"""TwoRoom's scripted expert (registered for :class:`~envs.tworoom.TwoRoomEnv` in ``envs/__init__.py``)."""
+"""TwoRoom's scripted expert (registered for :class:`~lewm_agent.envs.tworoom.TwoRoomEnv` in ``envs/__init__.py``)."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 
-from envs.tworoom import DOOR_CENTER, MAX_SPEED, TwoRoomEnv
+from lewm_agent.envs.tworoom import DOOR_CENTER, MAX_SPEED, TwoRoomEnv
 
 __all__ = ["TwoRoomExpert"]
 
 
 class TwoRoomExpert:
-    """Noisy heuristic expert for :class:`~envs.tworoom.TwoRoomEnv`.
+    """Noisy heuristic expert for :class:`~lewm_agent.envs.tworoom.TwoRoomEnv`.
 
     Heads for ``info["goal_state"]``; when the agent and the goal are in different rooms it
     first heads for the door centre (the waypoint), then for the goal once it has crossed the

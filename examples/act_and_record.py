@@ -7,7 +7,7 @@ import argparse
 
 import gymnasium as gym
 
-import envs  # noqa: F401  (registers lewm/TwoRoom-v1)
+import lewm_agent.envs  # noqa: F401  (registers lewm/TwoRoom-v1)
 from lewm_agent import LeWMAgent
 from lewm_agent.video import side_by_side, write_video
 

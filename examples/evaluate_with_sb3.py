@@ -11,7 +11,7 @@ import numpy as np
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-import envs  # noqa: F401
+import lewm_agent.envs  # noqa: F401
 from lewm_agent import LeWMAgent
 
 parser = argparse.ArgumentParser()

@@ -15,7 +15,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
+import lewm_agent.envs  # noqa: F401
 from lewm_agent import LeWMAgent, preset
 from lewm_agent.config import replace
 from lewm_agent.data import EpisodeWriter, validate_episode_file

@@ -215,8 +215,8 @@ def _resolve_task(name: str) -> tuple[str, TaskSpec]:
         if spec.env_id == name:
             return short, spec
     if "/" in name or ":" in name:  # any registered goal env id, collected with its expert
-        import envs
-        from envs.loading import env_spec, split_env_id
+        from lewm_agent import envs
+        from lewm_agent.envs.loading import env_spec, split_env_id
 
         try:
             env_spec(name, known=envs.GOAL_ENV_IDS)
@@ -234,7 +234,7 @@ def prepare_task(name: str, spec: TaskSpec, cfg: CompareConfig, run_dir: Path, p
     trains on an episode an evaluation pair comes from. A task prepared earlier with other settings
     is refused rather than silently mixed.
     """
-    import envs
+    from lewm_agent import envs
     from lewm_agent.config import TrainConfig
     from lewm_agent.data import DatasetError, collect, load_episodes, split_episodes, validate_episode_file
     from lewm_agent.evaluation import EvalProtocol, sample_pairs
@@ -298,7 +298,7 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[
 
     ``plugins``: modules imported here and in every cell (methods, envs); each cell also imports the modules
     this process imported for its envs (``module:EnvId`` tasks, ``--env-module``)."""
-    import envs
+    from lewm_agent import envs
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.plugin:
         importlib.import_module(module)
     if args.env_module:
-        import envs
+        from lewm_agent import envs
 
         try:
             envs.import_env_modules(args.env_module)

@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from envs.goal import GoalEnv  # noqa: E402
+from lewm_agent.envs.goal import GoalEnv  # noqa: E402
 from lewm_agent.config import PlanConfig, replace  # noqa: E402
 from lewm_agent.files import atomic_write_json  # noqa: E402
 from lewm_agent.planning import PlanResult, plan  # noqa: E402
@@ -80,8 +80,9 @@ def _goal_env(env: Any) -> GoalEnv:
     inner = getattr(env, "unwrapped", env)
     if not isinstance(inner, GoalEnv):
         raise DiagnoseError(
-            f"oracle planning needs a GoalEnv (envs.goal.GoalEnv, with _set_state / _apply_action / _get_state / "
-            f"_goal_distance) to simulate true states, got {type(inner).__name__}; use a goal task of envs.GOAL_ENV_IDS."
+            f"oracle planning needs a GoalEnv (lewm_agent.envs.goal.GoalEnv, with _set_state / _apply_action / "
+            f"_get_state / _goal_distance) to simulate true states, got {type(inner).__name__}; use a goal task of "
+            "lewm_agent.envs.GOAL_ENV_IDS."
         )
     return inner
 
@@ -224,7 +225,7 @@ class OracleActor:
 # ---------------------------------------------------------------------------------------------- landscape
 def _tworoom(env: Any) -> Any:
     """The TwoRoomEnv under ``env``'s wrappers, or a DiagnoseError naming the fix."""
-    from envs.tworoom import TwoRoomEnv
+    from lewm_agent.envs.tworoom import TwoRoomEnv
 
     inner = getattr(env, "unwrapped", env)
     if not isinstance(inner, TwoRoomEnv):
@@ -294,7 +295,7 @@ def latent_landscape(
         env: a TwoRoom env (possibly wrapped) with the agent's image size and rendering (glow).
         goals: name -> (x, y); default :data:`DEFAULT_GOALS`.
     """
-    from envs.tworoom import AGENT_RADIUS
+    from lewm_agent.envs.tworoom import AGENT_RADIUS
     from lewm_agent.analysis import rank_correlation
 
     inner = _tworoom(env)
@@ -426,7 +427,7 @@ def diagnose(
 
     Returns the contents of ``out_dir/diagnose.json``.
     """
-    import envs
+    from lewm_agent import envs
     from lewm_agent.agent import LeWMAgent
     from lewm_agent.checkpoint import CheckpointError
     from lewm_agent.data import DatasetError, load_episodes

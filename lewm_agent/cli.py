@@ -141,7 +141,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_check_env(args) -> int:
-    from envs.contract import check_goal_env
+    from lewm_agent.envs.contract import check_goal_env
 
     results = check_goal_env(args.env_id, image_size=args.image_size,
                              env_kwargs=_json_dict(args.env_kwargs, "--env-kwargs"), seed=args.seed)
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_module_arg(p)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--policy", default="expert",
-                   help="expert (the env's registered expert, see envs.policies.register_expert) | random")
+                   help="expert (the env's registered expert, see lewm_agent.envs.policies.register_expert) | random")
     p.add_argument("--policy-kwargs", default=None,
                    help='JSON dict of policy arguments, e.g. \'{"noise_std": 2.0, "repeat_prob": 0}\' (TwoRoom expert)')
     p.add_argument("--seed", type=int, default=0)
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "env_module", None):
-            import envs
+            from lewm_agent import envs
 
             envs.import_env_modules(args.env_module)
         code = args.func(args)

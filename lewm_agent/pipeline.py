@@ -58,7 +58,7 @@ def evaluate_checkpoint(
     Raises:
         ValueError: no env recorded nor given, or an env whose frames or actions do not fit the agent.
     """
-    import envs
+    from lewm_agent import envs
 
     protocol = protocol or EvalProtocol()
     agent = LeWMAgent.load(agent_dir, device=device, **(plan_overrides or {}))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import envs  # noqa: F401  (registers lewm/TwoRoom-v0)
+import lewm_agent.envs  # noqa: F401  (registers lewm/TwoRoom-v0)
 from lewm_agent import LeWMAgent
 from lewm_agent.checkpoint import CheckpointError
 from lewm_agent.planning import latent_goal_cost

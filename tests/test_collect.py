@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-import envs
+from lewm_agent import envs
 from lewm_agent.data import collect, load_episodes
 
 

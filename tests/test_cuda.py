@@ -25,7 +25,7 @@ def cuda_run(tiny_data, tmp_path_factory):
 def test_cuda_training_resumes_and_plans_in_bf16(cuda_run):
     import gymnasium as gym
 
-    import envs  # noqa: F401
+    import lewm_agent.envs  # noqa: F401
     from lewm_agent import LeWMAgent
 
     agent = LeWMAgent.load(cuda_run / "agent", device="cuda")

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs.goal import GoalEnv
-from envs.tworoom import TwoRoomEnv
+from lewm_agent import envs
+from lewm_agent.envs.goal import GoalEnv
+from lewm_agent.envs.tworoom import TwoRoomEnv
 from experiments.diagnose import DiagnoseError, OracleActor, latent_landscape, main, plot_landscape
 from lewm_agent.agent import LeWMAgent
 from lewm_agent.config import PlanConfig

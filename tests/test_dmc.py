@@ -6,10 +6,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs.dmc import REACHER_SUCCESS_RAD, ReacherGoalEnv
-from envs.goal import wrap_angle
-from envs.policies import ReacherExpert, make_policy
+from lewm_agent import envs
+from lewm_agent.envs.dmc import REACHER_SUCCESS_RAD, ReacherGoalEnv
+from lewm_agent.envs.goal import wrap_angle
+from lewm_agent.envs.policies import ReacherExpert, make_policy
 
 
 @pytest.fixture(scope="module")

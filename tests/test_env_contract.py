@@ -1,6 +1,6 @@
 """Every goal-conditioned task meets the GoalEnv contract, renders real frames, and runs the pipeline.
 
-One parametrised suite over :data:`envs.GOAL_ENV_IDS` (TwoRoom, Reacher, Meta-World, OGBench,
+One parametrised suite over :data:`lewm_agent.envs.GOAL_ENV_IDS` (TwoRoom, Reacher, Meta-World, OGBench,
 PushT): spaces and info keys, ``reset`` options, seeded determinism, dense and sparse rewards,
 frames that are real images, and ``collect`` -> ``tiny`` LeWM training -> one planned action.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import envs
-from envs.policies import make_policy
+from lewm_agent import envs
+from lewm_agent.envs.policies import make_policy
 
 SIZE = 32  # small frames keep the MuJoCo suites fast
 IDS = list(envs.GOAL_ENV_IDS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import envs
-from envs.tworoom import SUCCESS_RADIUS
+from lewm_agent import envs
+from lewm_agent.envs.tworoom import SUCCESS_RADIUS
 from lewm_agent.evaluation import EvalProtocol, StartGoalPair, evaluate
 
 

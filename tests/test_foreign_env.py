@@ -1,8 +1,8 @@
-"""Any goal env: one from a module ``import envs`` does not load goes through the CLI and the comparison,
+"""Any goal env: one from a module ``import lewm_agent.envs`` does not load goes through the CLI and the comparison,
 ``lewm check-env`` holds every env to the goal-env contract, experts register from outside.
 
 The foreign env is ``tests/foreign_env_pkg/foreign_goal_env.py`` (a 40 x 40 dot env without an
-``image_size`` argument, its expert registered with ``envs.policies.register_expert``), addressed
+``image_size`` argument, its expert registered with ``lewm_agent.envs.policies.register_expert``), addressed
 as ``foreign_goal_env:foreign/Dot-v0`` with that directory on the path.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import envs
-from envs.experts import find_expert, register_expert
+from lewm_agent import envs
+from lewm_agent.envs.experts import find_expert, register_expert
 from lewm_agent.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,10 +31,10 @@ IGNORES_GOAL = "foreign_goal_env:foreign/DotIgnoresGoal-v0"
 def foreign_path(monkeypatch):
     """The foreign package on sys.path for one test; the env modules it imports are forgotten afterwards (the
     processes later tests start, such as comparison cells, would otherwise import them without that path)."""
-    import envs.loading
+    from lewm_agent.envs import loading
 
     monkeypatch.syspath_prepend(str(PKG))
-    monkeypatch.setattr(envs.loading, "_IMPORTED", list(envs.loading._IMPORTED))
+    monkeypatch.setattr(loading, "_IMPORTED", list(loading._IMPORTED))
 
 
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -46,14 +46,15 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 
 
 def test_the_foreign_module_is_not_loaded_by_import_envs():
-    out = subprocess.run([sys.executable, "-c", "import sys, envs, envs.policies; print(sorted(sys.modules))"],
+    code = "import sys, lewm_agent.envs, lewm_agent.envs.policies; print(sorted(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code],
                          cwd=ROOT, capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(PKG), str(ROOT)])})
     loaded = out.stdout
     assert out.returncode == 0 and "foreign_goal_env" not in loaded
     # no hub: importing the policies imports no suite and no expert beyond the registry
     for suite in ("tworoom", "dmc", "metaworld", "ogbench", "pusht"):
-        assert f"'envs.{suite}'" not in loaded and f"'envs.{suite}_expert'" not in loaded, suite
+        assert f"'lewm_agent.envs.{suite}'" not in loaded and f"'lewm_agent.envs.{suite}_expert'" not in loaded, suite
 
 
 def test_foreign_env_goes_through_collect_train_eval_and_compare(tmp_path):
@@ -123,7 +124,7 @@ def test_unknown_module_or_id_is_a_one_line_error(foreign_path, capsys):
 def test_register_expert_by_id_beats_the_class_and_conflicts_need_replace(foreign_path):
     import foreign_goal_env as fge
 
-    from envs.policies import make_policy
+    from lewm_agent.envs.policies import make_policy
 
     env = envs.make_env(DOT)
     try:
@@ -143,7 +144,7 @@ def test_register_expert_by_id_beats_the_class_and_conflicts_need_replace(foreig
         with pytest.raises(TypeError, match="factory must be callable"):
             register_expert("foreign/Other-v0", 42)
     finally:
-        from envs import experts
+        from lewm_agent.envs import experts
 
         experts._BY_ID.pop("foreign/Dot-v0", None)
         env.close()

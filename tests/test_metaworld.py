@@ -6,11 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (registers lewm/ ids, sets MUJOCO_GL before mujoco is imported)
+import lewm_agent.envs  # noqa: F401  (registers lewm/ ids, sets MUJOCO_GL before mujoco is imported)
 
 
-from envs.metaworld import UNSUPPORTED_TASKS, MetaWorldGoalEnv, mt1_task_names
-from envs.policies import MetaWorldExpert, RandomPolicy, make_policy
+from lewm_agent.envs.metaworld import UNSUPPORTED_TASKS, MetaWorldGoalEnv, mt1_task_names
+from lewm_agent.envs.policies import MetaWorldExpert, RandomPolicy, make_policy
 
 OBJ_QPOS = slice(9, 12)  # the puck's free-joint position in push-v3 / pick-place-v3 (Meta-World's _set_obj_xyz)
 SUCCESS_RADIUS = {"reach-v3": 0.05, "push-v3": 0.05, "pick-place-v3": 0.07}  # Meta-World's thresholds, metres

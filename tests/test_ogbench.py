@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (registers lewm/ ids, sets MUJOCO_GL)
-from envs.ogbench import CUBE_TOLERANCE, OGBenchGoalEnv, _resolve
-from envs.policies import OGBenchCubeExpert, OGBenchMazeExpert, make_policy
+import lewm_agent.envs  # noqa: F401  (registers lewm/ ids, sets MUJOCO_GL)
+from lewm_agent.envs.ogbench import CUBE_TOLERANCE, OGBenchGoalEnv, _resolve
+from lewm_agent.envs.policies import OGBenchCubeExpert, OGBenchMazeExpert, make_policy
 
 SIZE = 32
 

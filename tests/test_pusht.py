@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401  (registers lewm/PushT-v0 and -v1)
-from envs.policies import PushTExpert, make_policy
-from envs.pusht import (
+import lewm_agent.envs  # noqa: F401  (registers lewm/PushT-v0 and -v1)
+from lewm_agent.envs.policies import PushTExpert, make_policy
+from lewm_agent.envs.pusht import (
     AGENT_RADIUS,
     ANGLE_WEIGHT,
     GOAL_POSE,

@@ -153,7 +153,7 @@ def test_time_limit_checkpoints_and_stops_then_resume_finishes(tiny_data, tmp_pa
 def test_every_task_preset_names_a_registered_task_and_validates():
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the tasks)
+    import lewm_agent.envs  # noqa: F401  (registers the tasks)
     from lewm_agent.config import PRESETS
 
     tasks = [name for name in PRESETS if preset(name).env_id is not None]

@@ -6,9 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs.policies import RandomPolicy, TwoRoomExpert, make_policy
-from envs.tworoom import AGENT_RADIUS, DOOR_Y_MAX, DOOR_Y_MIN, MAX_SPEED, SUCCESS_RADIUS, WALL_X_MAX, WALL_X_MIN, TwoRoomEnv
+from lewm_agent import envs
+from lewm_agent.envs.policies import RandomPolicy, TwoRoomExpert, make_policy
+from lewm_agent.envs.tworoom import (
+    AGENT_RADIUS, DOOR_Y_MAX, DOOR_Y_MIN, MAX_SPEED, SUCCESS_RADIUS, WALL_X_MAX, WALL_X_MIN, TwoRoomEnv,
+)
 
 LEFT, RIGHT = 0.25, 0.75
 
@@ -252,7 +254,7 @@ def test_policy_registry():
 
 
 def test_gaussian_dot_is_the_reference_blob_with_soft_edges():
-    from envs.tworoom import AGENT_RGB, BACKGROUND_RGB, GAUSSIAN_DOT_STD
+    from lewm_agent.envs.tworoom import AGENT_RGB, BACKGROUND_RGB, GAUSSIAN_DOT_STD
 
     state = np.array([0.25, 0.25], np.float32)
     frames = {}
@@ -269,7 +271,7 @@ def test_gaussian_dot_is_the_reference_blob_with_soft_edges():
 
 
 def test_v1_is_the_papers_drawing_and_v0_keeps_the_glow():
-    from envs.tworoom import BACKGROUND_RGB
+    from lewm_agent.envs.tworoom import BACKGROUND_RGB
 
     v1, v0 = envs.make_env("lewm/TwoRoom-v1").unwrapped, TwoRoomEnv()
     assert (v1.glow, v1.dot) == (0.0, "gaussian") and (v0.glow, v0.dot) == (0.2, "disc")

@@ -65,7 +65,7 @@ class Task:
     def make_env(self, max_episode_steps: int | None = None) -> gym.Env:
         """A fresh env of this task: Dict obs ``pixels``/``goal`` (H, W, 3) uint8, dense reward
         ``-distance``, ``info["is_success"]``. ``max_episode_steps`` overrides the registered limit."""
-        import envs
+        from lewm_agent import envs
 
         kwargs = dict(self.env_kwargs)
         if max_episode_steps is not None:

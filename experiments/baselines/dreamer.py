@@ -109,7 +109,7 @@ def make_task_env(env_id: str, env_kwargs: dict[str, Any], max_episode_steps: in
     what ``Task.make_env(max_episode_steps)`` builds. sheeprl adds its own wrappers on top (resize to its
     screen size, channels first, episode statistics).
     """
-    import envs
+    from lewm_agent import envs
 
     env = envs.make_env(env_id, **dict(env_kwargs), max_episode_steps=int(max_episode_steps))
     if _STEPS["count"] is not None:

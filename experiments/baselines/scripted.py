@@ -20,7 +20,7 @@ __all__ = ["ExpertActor", "random_method", "expert_method"]
 
 
 class ExpertActor:
-    """Batched wrapper of one :mod:`envs.policies` expert per env (seeded ``seed + i``).
+    """Batched wrapper of one :mod:`lewm_agent.envs.policies` expert per env (seeded ``seed + i``).
 
     ``act(obs, infos)`` with obs ``pixels``/``goal`` (N, H, W, 3) and each env's latest info
     (``state``, ``goal_state``) -> (N, A) float32.
@@ -29,7 +29,7 @@ class ExpertActor:
     needs_info = True
 
     def __init__(self, env: Any, seed: int = 0):
-        from envs.policies import make_policy
+        from lewm_agent.envs.policies import make_policy
 
         try:
             make_policy("expert", env, seed=seed)

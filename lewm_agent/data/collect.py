@@ -42,7 +42,7 @@ def _pixels_of(obs: Any) -> np.ndarray:
 def _rollout(env, policy_name: str, seed: int, max_steps: int | None, low: np.ndarray, high: np.ndarray,
              policy_kwargs: dict[str, Any] | None = None) -> _Episode:
     """One episode of ``policy_name`` (built with ``policy_kwargs``) from ``env.reset(seed=seed)``."""
-    from envs.policies import make_policy
+    from lewm_agent.envs.policies import make_policy
 
     actor = make_policy(policy_name, env, seed=seed, **(policy_kwargs or {}))
     obs, info = env.reset(seed=seed)
@@ -87,7 +87,7 @@ def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
     Imports the parent's env modules first (``job["env_modules"]``), so that an env or expert registered
     by one (``module:EnvId``, ``--env-module``) is found here too.
     """
-    import envs  # registers the tasks (and sets MUJOCO_GL) in this process
+    from lewm_agent import envs  # registers the tasks (and sets MUJOCO_GL) in this process
 
     envs.import_env_modules(job["env_modules"])
     env = envs.make_env(job["env_id"], **job["env_kwargs"])
@@ -142,13 +142,13 @@ def collect(
 
     Args:
         env_id: a registered id, e.g. ``"lewm/TwoRoom-v1"``, or ``"module:EnvId"`` for an env registered
-            by another package (see :func:`envs.make_env`); recorded as given.
+            by another package (see :func:`lewm_agent.envs.make_env`); recorded as given.
         path: the ``.h5`` file to write.
         num_episodes: episodes to collect (>= 1).
-        policy: ``"expert"`` or ``"random"`` (see :func:`envs.policies.make_policy`).
+        policy: ``"expert"`` or ``"random"`` (see :func:`lewm_agent.envs.policies.make_policy`).
         seed: base seed for env resets and the policy.
         env_kwargs: constructor arguments, e.g. ``{"image_size": 224}`` (an env that does not take
-            ``image_size`` gets its frames resized, see :func:`envs.make_env`).
+            ``image_size`` gets its frames resized, see :func:`lewm_agent.envs.make_env`).
         max_steps: cap on actions per episode (None: the env's own time limit).
         append: add to an existing file instead of replacing it (use a different ``seed``
             to get different episodes).
@@ -160,7 +160,7 @@ def collect(
     Returns:
         :func:`validate_episode_file` of the written file.
     """
-    import envs  # the task registry (Gymnasium ids under lewm/)
+    from lewm_agent import envs  # the task registry (Gymnasium ids under lewm/)
 
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
@@ -188,7 +188,7 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
                   max_steps: int | None, append: bool, progress: bool, workers: int,
                   policy_kwargs: dict[str, Any]) -> EpisodeFileInfo:
     """:func:`collect` once the arguments are checked and ``env`` is made."""
-    from envs.policies import make_policy
+    from lewm_agent.envs.policies import make_policy
 
     try:  # fail fast on an unknown policy or argument, before any worker starts
         make_policy(policy, env, seed=seed, **policy_kwargs)
@@ -250,10 +250,10 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
     """Collect in ``workers`` spawned processes (contiguous episode ranges), then merge in order.
 
     Spawned, not forked: a forked child would share the parent's OpenGL/EGL state. Each worker
-    imports the modules this process imported for its envs (:func:`envs.env_modules`).
+    imports the modules this process imported for its envs (:func:`lewm_agent.envs.env_modules`).
     Shards are ``<path>.shard-<pid>-<k>`` files, deleted afterwards whatever happens.
     """
-    import envs
+    from lewm_agent import envs
 
     bounds = np.linspace(0, num_episodes, workers + 1).round().astype(int)
     shards = [path.with_name(f"{path.name}.shard-{os.getpid()}-{k}") for k in range(workers)]

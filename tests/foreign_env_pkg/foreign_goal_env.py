@@ -1,9 +1,9 @@
-"""A goal env from "another package", for the tests: ``import envs`` does not load this module.
+"""A goal env from "another package", for the tests: ``import lewm_agent.envs`` does not load this module.
 
 Addressed as ``foreign_goal_env:foreign/Dot-v0`` with this directory on ``sys.path``. It meets the
-goal-env contract by hand (no :class:`envs.goal.GoalEnv`), renders 40 x 40 frames and takes no
-``image_size`` (so ``envs.make_env`` resizes its frames), and registers its expert with
-:func:`envs.policies.register_expert`. ``foreign/DotIgnoresGoal-v0`` is the same env with the
+goal-env contract by hand (no :class:`lewm_agent.envs.goal.GoalEnv`), renders 40 x 40 frames and takes no
+``image_size`` (so ``lewm_agent.envs.make_env`` resizes its frames), and registers its expert with
+:func:`lewm_agent.envs.policies.register_expert`. ``foreign/DotIgnoresGoal-v0`` is the same env with the
 flaw ``lewm check-env`` must catch: its reset reads the goal from ``options["target_state"]`` and
 draws a random one otherwise, ignoring ``goal_state``.
 """
@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.policies import register_expert
+from lewm_agent.envs.policies import register_expert
 
 SIZE = 40  # native frame side, pixels
 STEP = 0.02  # arena units per step at |action| = 1 per axis
