@@ -113,6 +113,18 @@ def _task_preset(name: str, **extra: Any) -> dict[str, Any]:
             **extra}
 
 
+OFFLINE_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    # measured at 64 px on 2 CPU cores: GCBC 93 ms per step at batch 128, GCIQL 138 ms at batch 64, so that each
+    # trains about as long as LeWM on the same data: ~3.2 min in `quick` and on TwoRoom in `tasks` (LeWM 1,000
+    # steps: 3.2-3.4 min), ~7 min on the other tasks of `tasks` (LeWM's task presets: 8-9 min)
+    "quick": {"gcbc": {"steps": 2000, "batch_size": 128}, "gciql": {"steps": 1400, "batch_size": 64}},
+    "tasks": {"gcbc": {"steps": 4500, "batch_size": 128}, "gciql": {"steps": 3000, "batch_size": 64}},
+    "full": {"gcbc": {"steps": 200_000, "batch_size": 256, "save_every": 10_000},
+             "gciql": {"steps": 200_000, "batch_size": 256, "save_every": 10_000}},
+}
+"""Budgets of the same-data offline baselines (GCBC, GCIQL) per preset."""
+
+
 TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "TwoRoom": ("tworoom", {"budgets": {"lewm": {"preset": "tworoom"}, **OFFLINE_BUDGETS["quick"]}}),
     "Reacher": ("reacher", {}),
@@ -128,16 +140,6 @@ task settings of its own)."""
 METHOD_ORDER = ["random", "expert", "lewm", "lewm-nosigreg", "gcbc", "gciql", "sb3-ppo", "sb3-sac", "dreamerv3"]
 
 
-OFFLINE_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
-    # measured at 64 px on 2 CPU cores: GCBC 93 ms per step at batch 128, GCIQL 138 ms at batch 64, so that each
-    # trains about as long as LeWM on the same data: ~3.2 min in `quick` and on TwoRoom in `tasks` (LeWM 1,000
-    # steps: 3.2-3.4 min), ~7 min on the other tasks of `tasks` (LeWM's task presets: 8-9 min)
-    "quick": {"gcbc": {"steps": 2000, "batch_size": 128}, "gciql": {"steps": 1400, "batch_size": 64}},
-    "tasks": {"gcbc": {"steps": 4500, "batch_size": 128}, "gciql": {"steps": 3000, "batch_size": 64}},
-    "full": {"gcbc": {"steps": 200_000, "batch_size": 256, "save_every": 10_000},
-             "gciql": {"steps": 200_000, "batch_size": 256, "save_every": 10_000}},
-}
-"""Budgets of the same-data offline baselines (GCBC, GCIQL) per preset."""
 
 
 def make_config(preset: str) -> CompareConfig:
