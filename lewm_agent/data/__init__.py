@@ -7,11 +7,15 @@ from lewm_agent.data.dataset import (
     ClipDataset,
     DatasetError,
     EpisodeFileInfo,
+    EpisodeFileWarning,
     Episodes,
     EpisodeWriter,
+    action_bounds,
+    check_action_bounds,
     load_episodes,
     split_episodes,
     validate_episode_file,
+    warn_data_bounds,
 )
 from lewm_agent.data.collect import collect
 
@@ -22,11 +26,15 @@ __all__ = [
     "ClipDataset",
     "DatasetError",
     "EpisodeFileInfo",
+    "EpisodeFileWarning",
     "Episodes",
     "EpisodeWriter",
+    "action_bounds",
+    "check_action_bounds",
     "load_episodes",
     "split_episodes",
     "validate_episode_file",
+    "warn_data_bounds",
     "collect",
 ]
 

@@ -8,13 +8,29 @@ dataset         shape            dtype    meaning
 ``pixels``      (N, H, W, 3)     uint8    observation o_t (chunked, gzip level 1)
 ``action``      (N, A)           float32  action a_t taken from o_t; NaN on an episode's last row
 ``state``       (N, S)           float32  optional physical state s_t (for probes / evaluation)
-``ep_len``      (E,)             int64    frames per episode (>= 2)
+``ep_len``      (E,)             int64    frames per episode (>= 2); read: any integer type
 ``ep_offset``   (E,)             int64    first row of each episode (contiguous, from 0)
 ==============  ===============  =======  ==================================================
 
 File attributes: ``format_version`` (int, 1), and as given by the writer's ``attrs``:
 ``env_id``, ``image_size``, ``action_low``, ``action_high``, ``policy``, ``seed``, ... Values
 that HDF5 cannot store natively (dicts, None, lists of strings) are stored as JSON strings.
+
+Files of the LeWM reference tooling (stable-worldmodel) read as they are:
+
+- any HDF5 filter that ``hdf5plugin`` provides (the published datasets' pixels are Blosc-lz4
+  in chunks of 100 rows): the reader imports ``hdf5plugin`` once, when it first opens a file;
+  :func:`validate_episode_file` reads one pixel chunk, so a filter this Python cannot decode is
+  reported there, by name, with the fix;
+- extra columns (``proprio``, ``step_idx``, ``ep_idx``, ``reward``, ...) are ignored; ``ep_len``
+  and ``ep_offset`` may be any integer type (stable-worldmodel 0.1.1 writes int32 ``ep_len``);
+- no attributes at all: the image size is the pixels' shape, training takes the action bounds
+  from the data (see :func:`action_bounds`) and evaluation needs the env named (``lewm eval --env``);
+- an episode's last action leads to no next frame, so it is never used (not in a clip, a
+  normaliser statistic or a bound), whether it is NaN (this writer, the published datasets)
+  or a finite leftover (stable-worldmodel 0.1.1): :func:`load_episodes` sets it to NaN;
+- stable-worldmodel 0.1.1 does not record the reset frame: its episodes start at o_1, which
+  changes nothing here (a row is still (o_t, a_t)).
 
 Clips (:class:`ClipDataset`) are what training consumes: ``num_frames`` kept frames
 ``frameskip`` raw steps apart, and between consecutive kept frames one *action block* = the
@@ -25,6 +41,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +54,16 @@ __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_COLUMNS",
     "DatasetError",
+    "EpisodeFileWarning",
     "EpisodeWriter",
     "EpisodeFileInfo",
     "validate_episode_file",
     "Episodes",
     "load_episodes",
     "split_episodes",
+    "action_bounds",
+    "check_action_bounds",
+    "warn_data_bounds",
     "ActionNormalizer",
     "ClipDataset",
 ]
@@ -57,6 +78,66 @@ _MAX_FRAMES_PER_CHUNK = 16
 
 class DatasetError(ValueError):
     """An episode file or a dataset request is invalid; the message names the file and the fix."""
+
+
+class EpisodeFileWarning(UserWarning):
+    """An episode file lacks something that was filled in another way (e.g. action bounds from the data)."""
+
+
+# --------------------------------------------------------------------------- HDF5 filters
+_FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
+                 307: "bzip2", 32001: "Blosc", 32004: "LZ4", 32008: "Bitshuffle", 32013: "zfp",
+                 32015: "Zstandard", 32017: "SZ", 32024: "SZ3", 32026: "Blosc2"}
+_plugins_loaded = False
+_plugin_import_error: str | None = None  # why ``import hdf5plugin`` failed, if it did
+
+
+def _load_filter_plugins() -> None:
+    """Import ``hdf5plugin`` once (it registers Blosc, LZ4, Zstd, ... with h5py's HDF5)."""
+    global _plugins_loaded, _plugin_import_error
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    try:
+        import hdf5plugin  # noqa: F401  (registration happens on import)
+    except ImportError as err:  # a core dependency, but the error is reported only if a file needs it
+        _plugin_import_error = str(err) or type(err).__name__
+
+
+def _open(path: Path) -> h5py.File:
+    """``h5py.File(path, "r")`` with the filter plugins loaded."""
+    _load_filter_plugins()
+    return h5py.File(path, "r")
+
+
+def _unavailable_filters(ds: h5py.Dataset) -> list[str]:
+    """``"Blosc (HDF5 filter 32001)"`` for each filter of ``ds``'s pipeline this HDF5 cannot apply."""
+    plist = ds.id.get_create_plist()
+    out = []
+    for i in range(plist.get_nfilters()):
+        code, _flags, _values, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            label = _FILTER_NAMES.get(code) or (name.decode("utf-8", "replace") if name else "") or "unknown"
+            out.append(f"{label} (HDF5 filter {code})")
+    return out
+
+
+def _read(path: Path, ds: h5py.Dataset, selection: Any = ()) -> np.ndarray:
+    """``ds[selection]``; a DatasetError naming the filter and the fix when a filter is unavailable."""
+    try:
+        return ds[selection]
+    except OSError as err:
+        missing = _unavailable_filters(ds)
+        if not missing:
+            raise
+        column = ds.name.lstrip("/")
+        if _plugin_import_error is not None:
+            fix = f"pip install hdf5plugin (importing it failed: {_plugin_import_error})"
+        else:
+            fix = ("hdf5plugin is imported but does not provide it: install an HDF5 plugin for it and point "
+                   "HDF5_PLUGIN_PATH at its directory")
+        raise _fail(path, f"column {column!r} is compressed with {', '.join(missing)}, which this Python "
+                    "cannot decode", fix) from err
 
 
 # --------------------------------------------------------------------------- attributes
@@ -350,7 +431,7 @@ def validate_episode_file(path: str | os.PathLike) -> EpisodeFileInfo:
     if not path.is_file():
         raise _fail(path, "episode file not found", "check the path or collect data first (`lewm collect`)")
     try:
-        f = h5py.File(path, "r")
+        f = _open(path)
     except OSError as err:
         raise _fail(path, f"not a readable HDF5 file (corrupt or truncated?): {err}", regen) from err
     with f:
@@ -383,11 +464,14 @@ def _validate_open_file(f: h5py.File, path: Path, regen: str) -> EpisodeFileInfo
         if ds.shape[0] != n:
             raise _fail(path, f"column {name!r} has {ds.shape[0]} rows but 'pixels' has {n}",
                         f"all columns need one row per frame; {regen}")
-    ep_len, ep_offset = f["ep_len"][()], f["ep_offset"][()]
+    if n:  # one pixel chunk: a filter this Python lacks shows here, not in the middle of training
+        _read(path, pixels, slice(0, 1))
+    ep_len, ep_offset = _read(path, f["ep_len"]), _read(path, f["ep_offset"])
     for name, arr in (("ep_len", ep_len), ("ep_offset", ep_offset)):
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
             raise _fail(path, f"column {name!r} must be a 1-D integer array, got {arr.dtype} {arr.shape}",
                         regen)
+    ep_len, ep_offset = ep_len.astype(np.int64), ep_offset.astype(np.int64)  # e.g. int32 ep_len (swm 0.1.1)
     if ep_len.shape != ep_offset.shape or ep_len.size == 0:
         raise _fail(path, f"'ep_len' {ep_len.shape} and 'ep_offset' {ep_offset.shape} must have the same "
                     "length >= 1 (one entry per episode)", regen)
@@ -405,9 +489,9 @@ def _validate_open_file(f: h5py.File, path: Path, regen: str) -> EpisodeFileInfo
     if total != n:
         raise _fail(path, f"ep_len sums to {total} frames but the columns have N = {n} rows", regen)
 
-    finite = np.all(np.isfinite(action[()]), axis=1)  # (N,)
+    finite = np.all(np.isfinite(_read(path, action)), axis=1)  # (N,)
     last_rows = ep_offset + ep_len - 1
-    finite[last_rows] = True  # the last action of an episode may be NaN
+    finite[last_rows] = True  # the last action of an episode is never used: NaN or anything
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         e = int(np.searchsorted(ep_offset, row, side="right") - 1)
@@ -431,7 +515,8 @@ class Episodes:
 
     Attributes:
         pixels: uint8 (N, H, W, 3).
-        action: float32 (N, A); NaN on each episode's last row.
+        action: float32 (N, A); NaN on each episode's last row (:func:`load_episodes` sets it, whatever
+            the file holds there: no next frame follows that action).
         state: float32 (N, S), or None.
         ep_len: int64 (E,) frames per episode.
         ep_offset: int64 (E,) first row of each episode.
@@ -464,6 +549,13 @@ class Episodes:
         ids = np.asarray(episode_ids, dtype=np.int64)
         return np.concatenate([np.arange(self.ep_offset[i], self.ep_offset[i] + self.ep_len[i]) for i in ids])
 
+    def transition_rows(self, episode_ids: np.ndarray) -> np.ndarray:
+        """int64 rows of the given episodes whose action leads to a next frame: all but each one's last."""
+        ids = np.asarray(episode_ids, dtype=np.int64)
+        if ids.size == 0:
+            return np.zeros(0, np.int64)
+        return np.concatenate([np.arange(self.ep_offset[i], self.ep_offset[i] + self.ep_len[i] - 1) for i in ids])
+
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Episode ``i`` as views: ``pixels`` (T, H, W, 3), ``action`` (T, A), ``state`` (T, S) if any."""
         if not -self.num_episodes <= i < self.num_episodes:
@@ -479,19 +571,26 @@ class Episodes:
 def load_episodes(path: str | os.PathLike, validate: bool = True) -> Episodes:
     """Load a whole episode file into memory (each column read in one call).
 
-    Memory: N * H * W * 3 bytes of pixels (e.g. 100k frames at 64 px = 1.2 GB).
+    Each episode's last action is set to NaN (it leads to no next frame; stable-worldmodel 0.1.1
+    leaves a finite value there). Columns other than ``pixels``, ``action``, ``state``, ``ep_len``
+    and ``ep_offset`` are not read. Memory: N * H * W * 3 bytes of pixels (e.g. 100k frames at
+    64 px = 1.2 GB).
     """
     path = Path(path)
     if validate:
         validate_episode_file(path)
     try:
-        with h5py.File(path, "r") as f:
+        with _open(path) as f:
+            ep_len = _read(path, f["ep_len"]).astype(np.int64, copy=False)
+            ep_offset = _read(path, f["ep_offset"]).astype(np.int64, copy=False)
+            action = _read(path, f["action"]).astype(np.float32, copy=False)
+            action[ep_offset + ep_len - 1] = np.nan
             return Episodes(
-                pixels=f["pixels"][()],
-                action=f["action"][()].astype(np.float32, copy=False),
-                state=f["state"][()].astype(np.float32, copy=False) if "state" in f else None,
-                ep_len=f["ep_len"][()].astype(np.int64, copy=False),
-                ep_offset=f["ep_offset"][()].astype(np.int64, copy=False),
+                pixels=_read(path, f["pixels"]),
+                action=action,
+                state=_read(path, f["state"]).astype(np.float32, copy=False) if "state" in f else None,
+                ep_len=ep_len,
+                ep_offset=ep_offset,
                 attrs=_read_attrs(f),
                 path=path,
             )
@@ -514,6 +613,79 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[n
     n_val = min(max(int(round(num_episodes * val_fraction)), 1), num_episodes - 1)
     perm = np.random.default_rng(seed).permutation(num_episodes)
     return np.sort(perm[n_val:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- action bounds
+def check_action_bounds(low: Any, high: Any, action_dim: int, where: str | os.PathLike = "") -> (
+        tuple[np.ndarray, np.ndarray] | None):
+    """Action bounds given by the user, checked: None (neither given) or float32 (A,) arrays.
+
+    Raises:
+        DatasetError: only one given, a length other than ``action_dim``, a non-finite value, or
+            ``low >= high`` in some dimension; the message names the fix (``lewm train --action-low``).
+    """
+    if low is None and high is None:
+        return None
+    prefix = f"{where}: " if str(where) else ""
+    flags = "--action-low LOW... --action-high HIGH..."
+    if low is None or high is None:
+        raise DatasetError(f"{prefix}action bounds need both low and high; give both ({flags}, "
+                           f"{action_dim} numbers each)")
+    low, high = np.asarray(low, np.float64).reshape(-1), np.asarray(high, np.float64).reshape(-1)
+    if low.size != action_dim or high.size != action_dim:
+        raise DatasetError(f"{prefix}the actions have {action_dim} dimensions but the bounds have {low.size} "
+                           f"(low) and {high.size} (high) values; give {action_dim} numbers each ({flags})")
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise DatasetError(f"{prefix}action bounds must be finite, got low={low.tolist()} high={high.tolist()}; "
+                           f"leave them out to use the file's or the data's ({flags})")
+    if np.any(low >= high):
+        d = int(np.flatnonzero(low >= high)[0])
+        raise DatasetError(f"{prefix}action bound low {low[d]} >= high {high[d]} in dimension {d}; "
+                           f"give low < high in every dimension ({flags})")
+    return low.astype(np.float32), high.astype(np.float32)
+
+
+def action_bounds(episodes: Episodes, episode_ids: np.ndarray, low: Any = None,
+                  high: Any = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(low, high, source)``: the bounds an agent trained on these episodes clips its actions to.
+
+    ``source`` says where they come from: ``"given"`` (``low`` and ``high``, checked with
+    :func:`check_action_bounds`; they win over the file's), ``"file"`` (the attributes
+    ``action_low`` / ``action_high``, as ``lewm collect`` records the env's action space), or
+    ``"data"`` when the file records none (e.g. stable-worldmodel files have no attributes): the
+    per-dimension min and max of the actions of ``episode_ids`` that lead to a next frame (an
+    episode's last action is never used). Float32 (A,) arrays.
+    """
+    A = episodes.action_dim
+    where = episodes.path if episodes.path is not None else "<in-memory episodes>"
+    given = check_action_bounds(low, high, A, where)
+    if given is not None:
+        return given[0], given[1], "given"
+    attrs = episodes.attrs
+    if "action_low" in attrs and "action_high" in attrs:
+        file_low = np.asarray(attrs["action_low"], np.float32).reshape(-1)
+        file_high = np.asarray(attrs["action_high"], np.float32).reshape(-1)
+        if file_low.size != A or file_high.size != A:
+            raise _fail(where, f"attributes action_low / action_high have {file_low.size} / "
+                        f"{file_high.size} values but the actions have {A} dimensions",
+                        "give the bounds instead (lewm train --action-low LOW... --action-high HIGH...)")
+        return file_low, file_high, "file"
+    actions = episodes.action[episodes.transition_rows(episode_ids)]
+    actions = actions[np.all(np.isfinite(actions), axis=1)]
+    if actions.shape[0] == 0:
+        raise _fail(where, "the file records no action bounds and the episodes have no usable action",
+                    "give the bounds (lewm train --action-low LOW... --action-high HIGH...)")
+    return actions.min(axis=0).astype(np.float32), actions.max(axis=0).astype(np.float32), "data"
+
+
+def warn_data_bounds(path: Any, low: np.ndarray, high: np.ndarray) -> None:
+    """Warn (:class:`EpisodeFileWarning`, one line) that the action bounds come from the data."""
+    fmt = lambda a: "[" + ", ".join(f"{v:.4g}" for v in a) + "]"  # noqa: E731
+    dims = " ".join(f"L{d + 1}" for d in range(len(low))), " ".join(f"H{d + 1}" for d in range(len(high)))
+    warnings.warn(f"{path}: no action bounds recorded (attributes action_low/action_high); the agent clips its "
+                  f"actions to the training actions' min {fmt(low)} and max {fmt(high)}; to use the env's bounds, "
+                  f"pass `lewm train --action-low {dims[0]} --action-high {dims[1]}` (train(action_low=..., "
+                  "action_high=...))", EpisodeFileWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- normaliser
