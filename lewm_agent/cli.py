@@ -7,6 +7,7 @@ import os
 import json
 import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,8 @@ def cmd_train(args) -> None:
     if args.time_limit is not None and args.time_limit <= 0:
         raise SystemExit(f"error: --time-limit {args.time_limit} must be > 0 minutes (leave it out for no limit).")
     result = train(args.data, args.out, model, tr, plan, resume=args.resume,
-                   time_limit_s=None if args.time_limit is None else 60 * args.time_limit)
+                   time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
+                   action_low=args.action_low, action_high=args.action_high)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one line, not one per rank
         if result.steps < tr.steps:
             print(f"stopped at step {result.steps} of {tr.steps} after {result.seconds:.0f}s (--time-limit); "
@@ -240,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop after this many minutes; continue later with --resume")
+    p.add_argument("--action-low", type=float, nargs="+", metavar="LOW",
+                   help="the env's lower action bound, one number per action dimension (with --action-high): "
+                        "the agent clips its actions to them. Default: the file's attributes; a file without "
+                        "them (e.g. from stable-worldmodel) uses the min/max of its actions, with a warning. "
+                        "Give them again with --resume")
+    p.add_argument("--action-high", type=float, nargs="+", metavar="HIGH",
+                   help="the env's upper action bound, one number per action dimension (see --action-low)")
     p.add_argument("--model", help="ModelConfig override, repeatable", **override)
     p.add_argument("--train", help="TrainConfig override, repeatable", **override)
     p.add_argument("--plan", help="PlanConfig override saved with the agent, repeatable", **override)
@@ -304,17 +313,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(default):
+    """``warnings.showwarning`` that prints the library's own warnings as one ``warning: ...`` line."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        dataset = sys.modules.get("lewm_agent.data.dataset")  # not imported: not its warning (and no torch import)
+        if dataset is not None and issubclass(category, dataset.EpisodeFileWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if getattr(args, "env_module", None):
-            from lewm_agent import envs
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning(warnings.showwarning)
+        try:
+            if getattr(args, "env_module", None):
+                from lewm_agent import envs
 
-            envs.import_env_modules(args.env_module)
-        code = args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+                envs.import_env_modules(args.env_module)
+            code = args.func(args)
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return code or 0
 
 

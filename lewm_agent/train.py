@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from .agent import LeWMAgent, resolve_device
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
-from .data import ActionNormalizer, ClipDataset, load_episodes, split_episodes
+from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
+                   validate_episode_file, warn_data_bounds)
 from .metrics import effective_rank, embedding_std, participation_ratio
 from .model import LeWM
 from .precision import autocast
@@ -276,6 +277,8 @@ def train(
     stop_at: int | None = None,
     tb_dir: str | os.PathLike | None = None,
     time_limit_s: float | None = None,
+    action_low: Any = None,
+    action_high: Any = None,
 ) -> TrainResult:
     """Train LeWM on an HDF5 episode file and write an agent to ``out_dir/agent``.
 
@@ -289,6 +292,9 @@ def train(
         tb_dir: TensorBoard log directory (default ``out_dir/tb``).
         time_limit_s: stop (after checkpointing) once this call has run this many seconds; the run
             is then unfinished (no ``agent`` written) and continues with ``resume=True``.
+        action_low, action_high: (A,) bounds the agent clips its actions to, over the file's
+            ``action_low`` / ``action_high``; when neither is there they come from the data, with an
+            :class:`~lewm_agent.data.EpisodeFileWarning` (:func:`lewm_agent.data.action_bounds`).
     """
     if time_limit_s is not None and time_limit_s <= 0:
         raise ValueError(f"time_limit_s={time_limit_s} must be > 0 seconds (None: no limit).")
@@ -299,22 +305,26 @@ def train(
     is_main = rank == 0
 
     # ---- data: episodes in memory, split by episode, normaliser from the training episodes
-    episodes = load_episodes(data_path)
+    info = validate_episode_file(data_path)
+    check_action_bounds(action_low, action_high, info.action_dim, data_path)  # before the long load
+    episodes = load_episodes(data_path, validate=False)
     H, W = episodes.pixels.shape[1:3]
     A = episodes.action.shape[1]
     if model_cfg.action_dim != A:
         model_cfg = dataclasses.replace(model_cfg, action_dim=A)
     train_ids, val_ids = split_episodes(episodes.num_episodes, train_cfg.val_fraction, train_cfg.split_seed)
-    normalizer = ActionNormalizer.from_actions(episodes.action[episodes.rows(train_ids)])
+    normalizer = ActionNormalizer.from_actions(episodes.action[episodes.transition_rows(train_ids)])
     train_clips = ClipDataset(episodes, train_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
     val_clips = ClipDataset(episodes, val_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
     attrs = episodes.attrs
-    action_low = np.asarray(attrs.get("action_low", np.full(A, -np.inf)), np.float32).reshape(A)
-    action_high = np.asarray(attrs.get("action_high", np.full(A, np.inf)), np.float32).reshape(A)
+    action_low, action_high, bounds_from = action_bounds(episodes, train_ids, action_low, action_high)
+    if bounds_from == "data" and is_main:
+        warn_data_bounds(data_path, action_low, action_high)
     metadata: dict[str, Any] = {
         "env_id": str(attrs.get("env_id", "")),
         "env_kwargs": json.loads(attrs["env_kwargs"]) if isinstance(attrs.get("env_kwargs"), str) else {},
         "data_path": str(Path(data_path).resolve()),
+        "action_bounds": bounds_from,
         "val_episodes": [int(i) for i in val_ids],
         "train_episodes": len(train_ids),
         "train_config": dataclasses.asdict(train_cfg),
