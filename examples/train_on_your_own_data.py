@@ -1,8 +1,9 @@
 """Train LeWM on your own HDF5 episode file and plan with it.
 
 The file needs the reference tooling's columns (see docs/ARCHITECTURE.md):
-  pixels (N, H, W, 3) uint8, action (N, A) float32 (NaN on each episode's last row),
-  ep_len (E,), ep_offset (E,), optionally state (N, S).
+  pixels (N, H, W, 3) uint8, action (N, A) float32 (each episode's last row is never used;
+  EpisodeWriter makes it NaN), ep_len (E,), ep_offset (E,), optionally state (N, S). A file from the
+  LeWM reference tooling (stable-worldmodel) has them and trains as it is (README, "Using the pieces").
 This script first writes such a file from your own rollouts (here: random actions in TwoRoom)
 with EpisodeWriter, then trains the `tiny` preset on it for a minute and plans one action.
 
