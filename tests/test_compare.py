@@ -200,7 +200,7 @@ def test_unknown_budget_field_is_a_clear_error():
 
 def test_tasks_preset_gives_each_task_its_own_lewm_preset_and_set_beats_it():
     cfg = compare.make_config("tasks")
-    assert cfg.methods == ["random", "expert", "lewm"] and not cfg.every_method  # only these, unless --methods
+    assert cfg.methods == ["random", "expert", "lewm", "gcbc", "gciql"] and not cfg.every_method  # unless --methods
     _, reacher = cfg.spec("Reacher")
     _, tworoom = cfg.spec("TwoRoom")
     assert cfg.budget(reacher, "lewm") == {"preset": "reacher"} and cfg.budget(tworoom, "lewm") == {"preset": "tworoom"}
@@ -208,6 +208,9 @@ def test_tasks_preset_gives_each_task_its_own_lewm_preset_and_set_beats_it():
     over = compare.apply_overrides(cfg, ["lewm.steps=7"])
     assert over.budget(over.spec("Reacher")[1], "lewm") == {"preset": "reacher", "steps": 7}
     assert cfg.budget(reacher, "lewm") == {"preset": "reacher"}, "the preset itself is left unchanged"
+    quick = compare.make_config("quick")
+    assert cfg.budget(tworoom, "gcbc") == quick.budgets["gcbc"], "TwoRoom: the offline baselines get quick's budget"
+    assert cfg.budget(reacher, "gciql") == compare.OFFLINE_BUDGETS["tasks"]["gciql"] != quick.budgets["gciql"]
 
 
 def test_readme_block_gets_the_per_task_table(tmp_path):
@@ -217,9 +220,11 @@ def test_readme_block_gets_the_per_task_table(tmp_path):
     assert compare.main(base + ["--methods", "random"]) == 0  # an earlier piece of the same run
     assert compare.main(base + ["--methods", "expert", "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- smoke-table:begin -->\n| task | LeWM | random | expert |") and "old table" not in text
+    assert text.startswith("intro\n<!-- smoke-table:begin -->\n| task | LeWM | GCBC | GCIQL | random | expert |")
+    assert "old table" not in text
     row = next(line for line in text.splitlines() if line.startswith("| TwoRoom |"))
-    lewm, rnd, expert = row.split("|")[2:5]
+    lewm, gcbc, gciql, rnd, expert = row.split("|")[2:7]
+    assert "not run" in gcbc and "not run" in gciql, row
     assert "not run" in lewm and "%" in expert, row
     assert "%" in rnd, "the cell finished by an earlier call on the same run is reported too: " + row
     assert text.endswith("<!-- smoke-table:end -->\noutro\n")
