@@ -91,6 +91,26 @@ def test_every_method_is_evaluated_on_the_same_pairs(smoke):
     assert lewm["status"] == "ok"
 
 
+def test_every_cell_writes_its_settings_and_success_as_hparams(smoke):
+    from lewm_agent.hparams import flatten_hparams, read_hparams
+
+    run_dir, _, cells = smoke
+    for c in cells:
+        session = run_dir / "tb" / "TwoRoom" / c["method"] / "record"
+        hp = read_hparams(session)
+        assert hp["method"] == c["method"] and hp["task"] == "TwoRoom" and hp["env_id"] == "lewm/TwoRoom-v1"
+        assert hp["episodes"] == 20 and hp["policy"] == "expert" and hp["protocol.num_episodes"] == 6
+        assert hp["env_kwargs.image_size"] == 64 and hp["split.val_fraction"] == 0.1
+        for name, value in flatten_hparams({"budget": c["budget"]}).items():
+            assert hp[name] == (float(value) if type(value) in (int, float) else value), (c["method"], name)
+        acc = EventAccumulator(str(session))
+        acc.Reload()
+        assert acc.Scalars("success_rate")[-1].value == pytest.approx(c["success_rate"]), c["method"]
+        assert acc.Scalars("train_seconds")[-1].value == pytest.approx(c["train_seconds"], rel=1e-6), c["method"]
+    training = read_hparams(run_dir / "tb" / "TwoRoom" / "lewm")  # LeWM's own log: its configs
+    assert training["train.steps"] == 30 and training["model.latent_dim"] == 16 and "plan.samples" in training
+
+
 def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
     """experiments/planners.py: settings on the run's LeWM agent and pairs, saved per setting, table + plot."""
     from experiments import planners
