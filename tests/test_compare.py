@@ -91,6 +91,51 @@ def test_every_method_is_evaluated_on_the_same_pairs(smoke):
     assert lewm["status"] == "ok"
 
 
+def test_every_cell_writes_its_settings_and_success_as_hparams(smoke):
+    from lewm_agent.hparams import flatten_hparams, read_hparams
+
+    run_dir, _, cells = smoke
+    for c in cells:
+        session = run_dir / "tb" / "TwoRoom" / c["method"] / "record"
+        hp = read_hparams(session)
+        assert hp["method"] == c["method"] and hp["task"] == "TwoRoom" and hp["env_id"] == "lewm/TwoRoom-v1"
+        assert hp["episodes"] == 20 and hp["policy"] == "expert" and hp["protocol.num_episodes"] == 6
+        assert hp["env_kwargs.image_size"] == 64 and hp["split.val_fraction"] == 0.1
+        for name, value in flatten_hparams({"budget": c["budget"]}).items():
+            assert hp[name] == (float(value) if type(value) in (int, float) else value), (c["method"], name)
+        acc = EventAccumulator(str(session))
+        acc.Reload()
+        assert acc.Scalars("success_rate")[-1].value == pytest.approx(c["success_rate"]), c["method"]
+        assert acc.Scalars("train_seconds")[-1].value == pytest.approx(c["train_seconds"], rel=1e-6), c["method"]
+    training = read_hparams(run_dir / "tb" / "TwoRoom" / "lewm")  # LeWM's own log: its configs
+    assert training["train.steps"] == 30 and training["model.latent_dim"] == 16 and "plan.samples" in training
+
+
+def test_lewm_run_writes_records_in_the_schema_of_a_comparison_cell(smoke, tmp_path):
+    from experiments.report import markdown_table
+    from lewm_agent.cli import main as lewm
+    from lewm_agent.hparams import read_hparams
+
+    _, _, cells = smoke
+    out = tmp_path / "run"
+    assert lewm(["run", "--preset", "tiny", "--out", str(out), "--episodes", "12", "--steps", "8",
+                 "--eval-episodes", "3", "--video", "1"]) == 0
+    cell = {c["method"]: c for c in cells}
+    records = []
+    for method in ("lewm", "random"):
+        record = json.loads((out / "cells" / "TwoRoom" / f"{method}.json").read_text())
+        assert list(record) == list(cell[method]), method  # the same fields, in the same order
+        assert set(record["extra"]) <= set(cell[method]["extra"]), method
+        assert record["status"] == "ok" and (out / record["videos"][0]).exists()
+        hp = read_hparams(out / "tb" / "TwoRoom" / method / "record")
+        assert hp["method"] == method and hp["episodes"] == 12 and hp["protocol.num_episodes"] == 3
+        records.append(record)
+    assert read_hparams(out / "tb" / "TwoRoom" / "lewm" / "record")["budget.train.steps"] == 8
+    assert len({r["pairs_fingerprint"] for r in records}) == 1
+    table = markdown_table(records)  # experiments/report.py reads them as it reads a comparison's cells
+    assert "| TwoRoom | lewm |" in table and "| TwoRoom | random |" in table
+
+
 def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
     """experiments/planners.py: settings on the run's LeWM agent and pairs, saved per setting, table + plot."""
     from experiments import planners
