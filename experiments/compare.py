@@ -35,11 +35,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.baselines import METHODS, Task, save_pairs  # noqa: E402
+from experiments.baselines import METHODS, Task  # noqa: E402
 from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
-from experiments.cells import cell_key, cell_path, execute_cell, load_cell  # noqa: E402
+from experiments.cells import cell_path, execute_cell, load_cell  # noqa: E402
 from experiments.report import find_block, markdown_table, task_table, update_block, write_reports  # noqa: E402
-from lewm_agent.files import atomic_write_json  # noqa: E402
+from lewm_agent.experiment import run_key  # noqa: E402
 
 __all__ = ["TaskSpec", "CompareConfig", "TASKS", "PRESETS", "make_config", "prepare_task", "run", "main"]
 
@@ -230,59 +230,25 @@ def _resolve_task(name: str) -> tuple[str, TaskSpec]:
 
 
 def prepare_task(name: str, spec: TaskSpec, cfg: CompareConfig, run_dir: Path, progress: bool = True) -> Task:
-    """Collect the task's episodes (reusing a valid file), split them, draw and save the evaluation pairs.
+    """Collect the task's episodes (reusing a valid file), split them, draw and save the evaluation pairs:
+    :func:`lewm_agent.experiment.prepare_task` into ``<run>/tasks/<name>/`` with the data in ``<run>/data/<name>.h5``.
 
-    The split is LeWM's own (``TrainConfig`` defaults: 10% of episodes, split seed 0), so LeWM never
-    trains on an episode an evaluation pair comes from. A task prepared earlier with other settings
-    is refused rather than silently mixed.
+    The split is LeWM's own (``TrainConfig`` defaults: 10% of episodes, split seed 0), and LeWM trains on
+    exactly that split, so it never trains on an episode an evaluation pair comes from. A task prepared
+    earlier with other settings is refused rather than silently mixed.
     """
-    from lewm_agent import envs
-    from lewm_agent.config import TrainConfig
-    from lewm_agent.data import DatasetError, collect, load_episodes, split_episodes, validate_episode_file
-    from lewm_agent.evaluation import EvalProtocol, sample_pairs
+    from lewm_agent.evaluation import EvalProtocol
+    from lewm_agent.experiment import TaskMismatch
+    from lewm_agent.experiment import prepare_task as prepare
 
-    task_dir = run_dir / "tasks" / name
-    task_dir.mkdir(parents=True, exist_ok=True)
-    env_kwargs = {"image_size": cfg.image_size, **spec.env_kwargs}
-    episodes = cfg.episodes or spec.episodes
     protocol = EvalProtocol(num_episodes=cfg.eval_episodes, goal_offset=cfg.goal_offset, budget=cfg.eval_budget,
                             seed=cfg.seed)
-    settings = {"env_id": spec.env_id, "env_kwargs": env_kwargs, "episodes": episodes, "policy": spec.policy,
-                "max_steps": spec.max_steps, "seed": cfg.seed, "protocol": dataclasses.asdict(protocol)}
-    saved = task_dir / "task.json"
-    if saved.exists():
-        old = json.loads(saved.read_text())
-        if old.get("settings") != json.loads(json.dumps(settings)):
-            raise SystemExit(
-                f"error: {run_dir} holds task {name} prepared with other settings:\n  was {old.get('settings')}\n  now {settings}\n"
-                f"Use another --run-name, or delete {task_dir} and {run_dir / 'data' / (name + '.h5')} to redo it.")
-        return Task.from_dict(old["task"])
-
-    data_path = run_dir / "data" / f"{name}.h5"
-    data_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        info = validate_episode_file(data_path)
-        if info.num_episodes != episodes:
-            raise DatasetError("episode count differs")
-    except DatasetError:
-        info = collect(spec.env_id, data_path, num_episodes=episodes, policy=spec.policy, seed=cfg.seed,
-                       env_kwargs=env_kwargs, max_steps=spec.max_steps, progress=progress, workers=cfg.workers)
-    tc = TrainConfig()
-    train_ids, val_ids = split_episodes(info.num_episodes, tc.val_fraction, tc.split_seed)
-    data = load_episodes(data_path)
-    probe = envs.make_env(spec.env_id, **env_kwargs)
-    pairs = sample_pairs(data, val_ids, protocol, env=probe.unwrapped)
-    probe.close()
-    del data  # the cells load what they need themselves
-    pairs_path = task_dir / "pairs.npz"
-    save_pairs(pairs_path, pairs)
-    task = Task(name=name, env_id=spec.env_id, env_kwargs=env_kwargs, data_path=data_path.resolve(),
-                train_episodes=[int(i) for i in train_ids], held_out_episodes=[int(i) for i in val_ids],
-                pairs_path=pairs_path.resolve(), protocol=protocol, seed=cfg.seed)
-    record = {"settings": settings, "task": task.to_dict(), "frames": info.num_frames,
-              "collection_policy_success_rate": info.attrs.get("policy_success_rate")}
-    atomic_write_json(saved, record, default=float)
-    return task
+        return prepare(run_dir / "tasks" / name, name, spec.env_id, {"image_size": cfg.image_size, **spec.env_kwargs},
+                       cfg.episodes or spec.episodes, spec.policy, cfg.seed, protocol, max_steps=spec.max_steps,
+                       workers=cfg.workers, progress=progress, data_path=run_dir / "data" / f"{name}.h5")
+    except TaskMismatch as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def machine_summary(device: str) -> dict[str, Any]:
@@ -325,7 +291,7 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[
             tasks[short] = prepare_task(short, spec, cfg, run_dir, progress)
         task = tasks[short]
         budget = cfg.budget(spec, method)
-        key = cell_key(task.to_dict() | {"pairs": str(task.pairs_path)}, method, budget)
+        key = run_key(task, method, budget)
         path = cell_path(run_dir, short, method)
         old = load_cell(path)
         if old is not None and old.get("status") == "ok" and old.get("key") == key:

@@ -318,7 +318,7 @@ def run_variant(study: Study, v: Variant, root: Path, device: str = "auto", time
     agent = LeWMAgent.load(agent_dir, device=device)
     episodes = load_episodes(eval_file(root, study, v))
     probe = probe_agent(agent, episodes, np.arange(episodes.num_episodes), local_offset=study.goal_offset)
-    lewm, rnd = ev["lewm"], ev["random"]
+    lewm, rnd = ev["lewm"].to_dict(), ev["random"].to_dict()
     record = {
         "variant": v.name, "status": "ok" if steps_done == v.steps else "unfinished", "steps_done": steps_done,
         "env_kwargs": v.env_kwargs, "policy_kwargs": v.policy_kwargs,
@@ -333,8 +333,8 @@ def run_variant(study: Study, v: Variant, root: Path, device: str = "auto", time
         "probe_r": probe["probe_r"], "probe_r_per_dim": probe["probe_r_per_dim"],
         "distance_rank_corr": probe["distance_rank_corr"], "local_rank_corr": probe["local_rank_corr"],
         "train_seconds": timing["train_seconds"], "train_calls": timing["calls"], "final_metrics": timing.get("final", {}),
-        "eval_seconds": eval_seconds, "plan_seconds_per_decision": lewm.get("plan_seconds_per_decision"),
-        "params": lewm.get("params"), "plan": lewm["protocol"].get("plan"), "device": _device_name(device),
+        "eval_seconds": eval_seconds, "plan_seconds_per_decision": lewm["extra"].get("plan_seconds_per_decision"),
+        "params": lewm["extra"].get("param_breakdown"), "plan": lewm["extra"].get("plan"), "device": _device_name(device),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write_json(root / "records" / f"{v.name}.json", record)

@@ -74,16 +74,19 @@ def _protocol(args):
                         seed=args.eval_seed)
 
 
-def _summary(result: dict[str, Any]) -> str:
+def _summary(records: dict[str, Any]) -> str:
+    """One line per record (RunRecord or its dict): success with its interval; LeWM's planning time."""
     lines = []
+    records = {name: r.to_dict() if hasattr(r, "to_dict") else r for name, r in records.items()}
     for name in ("lewm", "random"):
-        if name in result:
-            r = result[name]
+        if name in records:
+            r = records[name]
             lo, hi = r["ci95"]
             lines.append(f"{name:>7}: success {100 * r['success_rate']:.0f}% ({r['successes']}/{r['num_episodes']}, "
                          f"95% CI {100 * lo:.0f}-{100 * hi:.0f}%)")
-    if "lewm" in result:
-        lines.append(f"planning: {result['lewm']['plan_seconds_per_decision'] * 1000:.1f} ms per env decision")
+    plan_s = records.get("lewm", {}).get("extra", {}).get("plan_seconds_per_decision")
+    if plan_s is not None:
+        lines.append(f"planning: {plan_s * 1000:.1f} ms per env decision")
     return "\n".join(lines)
 
 
@@ -124,22 +127,23 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    from .files import atomic_write_json
     from .pipeline import evaluate_checkpoint
 
     out = Path(args.out) if args.out else Path(args.agent).parent / "eval.json"
-    result = evaluate_checkpoint(args.agent, _protocol(args), data_path=args.data,
-                                 video_dir=out.parent / "videos", video_episodes=args.video,
-                                 with_random=not args.no_random, device=args.device,
-                                 plan_overrides=_parse_overrides(PlanConfig, args.plan), env_id=args.env,
-                                 env_kwargs=_json_dict(args.env_kwargs, "--env-kwargs") or None)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    settings = result["lewm"]["protocol"]
-    print(f"env {settings['env_id']} {json.dumps(settings['env_kwargs'], sort_keys=True)}"
-          + (f" (the agent was trained on {settings['trained_env_id']})"
-             if settings["trained_env_id"] != settings["env_id"] else ""))
-    print(_summary(result))
-    print(f"wrote {out}")
+    records = evaluate_checkpoint(args.agent, _protocol(args), data_path=args.data,
+                                  video_dir=out.parent / "videos", video_episodes=args.video,
+                                  with_random=not args.no_random, device=args.device,
+                                  plan_overrides=_parse_overrides(PlanConfig, args.plan), env_id=args.env,
+                                  env_kwargs=_json_dict(args.env_kwargs, "--env-kwargs") or None, video_root=out.parent)
+    atomic_write_json(out, {name: r.to_dict() for name, r in records.items()}, default=str)
+    lewm = records["lewm"]
+    trained = lewm.extra["trained_env_id"]
+    print(f"env {lewm.env_id} {json.dumps(lewm.extra['env_kwargs'], sort_keys=True)}"
+          + (f" (the agent was trained on {trained})" if trained and trained != lewm.env_id
+             else " (the agent's data records no env)" if not trained else ""))
+    print(_summary(records))
+    print(f"wrote {out} (videos relative to {out.parent})")
 
 
 def cmd_check_env(args) -> int:
@@ -196,13 +200,14 @@ def cmd_run(args) -> None:
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
     env_kwargs = _json_dict(args.env_kwargs, "--env-kwargs") or None
     env_id = args.env or p.env_id or "lewm/TwoRoom-v1"
-    result = run_pipeline(p, args.out, env_id=env_id, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
+    records = run_pipeline(p, args.out, env_id=env_id, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
                           policy=args.policy or p.policy,
                           protocol=_protocol(args), video_episodes=args.video, plan=plan,
                           workers=args.workers, max_steps=args.max_steps)
-    print(_summary(result))
-    t = result["timings"]
-    print(f"collect {t['collect_s']:.0f}s, train {t['train_s']:.0f}s, eval {t['eval_s']:.0f}s; results in {args.out}")
+    print(_summary(records))
+    lewm = records["lewm"]
+    print(f"LeWM: trained {lewm.train_seconds:.0f}s in all, this run {lewm.seconds:.0f}s; records in "
+          f"{Path(args.out) / 'cells' / lewm.task}/ (lewm.json, random.json)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a trained agent with the LeWM protocol")
     p.add_argument("--agent", required=True, help="agent directory (run/agent)")
     p.add_argument("--data", default=None, help="episode file of held-out episodes (default: the agent's validation split)")
-    p.add_argument("--out", default=None, help="JSON file (default: run/eval.json)")
+    p.add_argument("--out", default=None,
+                   help="JSON file of the records, {lewm: ..., random: ...} (default: run/eval.json)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-random", action="store_true", help="skip the random-policy baseline")
     p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
@@ -292,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_policy)
 
-    p = sub.add_parser("run", help="collect + train + evaluate + videos, resumable")
+    p = sub.add_parser("run", help="collect + split + train + evaluate + videos, resumable; records in OUT/cells/TASK/")
     p.add_argument("--env", default=None,
                    help=ENV_HELP + " (default: the preset's task, e.g. --preset reacher: lewm/Reacher-v0; else lewm/TwoRoom-v1)")
     _add_env_module_arg(p)

@@ -1,7 +1,13 @@
-"""End to end in one call: collect -> train -> evaluate (LeWM and random on the same pairs) -> videos.
+"""End to end in one call (``lewm run``): prepare the task, train LeWM, evaluate it and random, record.
 
-Every stage is resumable: an existing valid episode file is reused, training resumes from its
-last checkpoint, and a finished stage is not redone. ``lewm run`` and the examples call this.
+The same experiment core as ``experiments/compare.py`` (:mod:`lewm_agent.experiment`): the task is
+prepared once (episodes collected or reused, split, pairs drawn and saved), LeWM trains on that
+split, and LeWM and the random policy are evaluated on the task's pairs into
+:class:`~lewm_agent.experiment.RunRecord` records, written as a comparison writes its cells.
+Every stage is resumable: a prepared task and a valid episode file are reused, training resumes
+from its last checkpoint, and a finished agent is not trained again (only evaluated).
+
+``lewm eval`` (:func:`evaluate_checkpoint`) scores a saved agent into the same record type.
 """
 
 from __future__ import annotations
@@ -10,17 +16,18 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .agent import LeWMAgent
-from .config import PlanConfig, Preset, replace
-from .data import DatasetError, Episodes, collect, load_episodes, validate_episode_file
+from .config import ModelConfig, PlanConfig, Preset, TrainConfig, replace
+from .data import Episodes, load_episodes
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
+from .experiment import RunRecord, Task, TrainClock, evaluate_on_task, prepare_task, record_path, run_key, task_name
 from .files import atomic_write_json
 
-__all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline"]
+__all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline", "train_lewm_on_task"]
 
 
 def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = None) -> tuple[Episodes, np.ndarray, str]:
@@ -31,6 +38,56 @@ def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = No
         return episodes, np.asarray(agent.metadata["val_episodes"]), "validation episodes of the training file"
     episodes = load_episodes(data_path)
     return episodes, np.arange(episodes.num_episodes), "every episode of a separate file"
+
+
+def train_lewm_on_task(
+    task: Task,
+    work_dir: str | os.PathLike,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    plan_cfg: PlanConfig | None = None,
+    *,
+    tb_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[LeWMAgent, dict[str, Any], Callable[[], None]]:
+    """LeWM trained on the task's training episodes (its split, exactly), ready to evaluate.
+
+    Trains in ``work_dir`` (resuming from ``work_dir/checkpoint``) unless ``work_dir/agent`` exists; the
+    training wall-clock is summed over attempts (``work_dir/train_seconds.json``). The agent logs its
+    planning diagnostics (``plan/*``) to ``tb_dir``, where the training curves and configs go too.
+
+    Returns ``(agent, figures, close)``: ``figures`` are :func:`~lewm_agent.experiment.evaluate_on_task`'s
+    keyword arguments ``data_used``, ``data_kind``, ``train_seconds``, ``params`` and ``extra`` (parameter
+    breakdown, steps, batch size, SIGReg weight, final losses, planner); call ``close()`` once the
+    evaluation is over (it flushes the planning log).
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .train import train
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tb_dir = Path(tb_dir) if tb_dir is not None else work_dir / "tb"
+    clock = TrainClock(work_dir)
+    if not (work_dir / "agent" / "config.json").exists():
+        tic = time.perf_counter()
+        result = train(task.data_path, work_dir, model_cfg, train_cfg, plan_cfg,
+                       resume=(work_dir / "checkpoint" / "config.json").exists(), progress=progress, tb_dir=tb_dir,
+                       split=task.split)
+        clock.add(time.perf_counter() - tic, final=result.final)
+    record = clock.read()
+    agent = LeWMAgent.load(work_dir / "agent", device=device)
+    writer = SummaryWriter(str(tb_dir))  # the search diagnostics of every evaluation decision: plan/*
+    agent.log_to(writer)
+    figures = {
+        "data_used": task.train_frames(), "data_kind": "offline transitions",
+        "train_seconds": float(record.get("seconds", 0.0)), "params": sum(p.numel() for p in agent.model.parameters()),
+        "extra": {"param_breakdown": agent.model.num_params(), "steps": train_cfg.steps,
+                  "batch_size": train_cfg.batch_size, "sigreg_lambda": model_cfg.sigreg_lambda,
+                  "final": record.get("final", {}), "plan": dataclasses.asdict(agent.plan_cfg)},
+    }
+    return agent, figures, writer.close
 
 
 def evaluate_checkpoint(
@@ -45,7 +102,8 @@ def evaluate_checkpoint(
     progress: bool = True,
     env_id: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    video_root: str | os.PathLike | None = None,
+) -> dict[str, RunRecord]:
     """Run the protocol for a saved agent (and the random policy on the same pairs).
 
     Start/goal pairs come from the agent's held-out episodes (recorded at training time) of its
@@ -53,7 +111,11 @@ def evaluate_checkpoint(
     The env is the one recorded with the agent's data (id and kwargs), or ``env_id`` (any id, or
     ``module:EnvId``) made with ``env_kwargs`` over ``{"image_size": the agent's frame size}``; without
     ``env_id``, ``env_kwargs`` update the recorded kwargs. The pairs' states must suit that env.
-    Returns a JSON-able dict: ``lewm`` and ``random`` results, the protocol, the planner settings.
+
+    Returns ``{"lewm": record, "random": record}`` (:class:`~lewm_agent.experiment.RunRecord`, the schema of a
+    comparison cell): ``env_id`` is the env evaluated on; ``extra`` holds the agent, the env it was trained on
+    (``trained_env_id``), the env kwargs, the pairs' source, the planner and the planning time per decision.
+    ``video_root``: record the videos' paths relative to it (default: as written).
 
     Raises:
         ValueError: no env recorded nor given, or an env whose frames or actions do not fit the agent.
@@ -81,20 +143,26 @@ def evaluate_checkpoint(
         probe.close()
     cfg = agent.model.cfg
     settings = {
-        "env_id": env_id, "env_kwargs": env_kwargs, "trained_env_id": meta.get("env_id"), "data": str(data_path),
-        "held_out": held_out,
-        "history": cfg.history, "frameskip": cfg.frameskip, "plan": dataclasses.asdict(agent.plan_cfg),
-        "agent": str(agent_dir), "device": str(agent.device),
+        "agent": str(agent_dir), "trained_env_id": meta.get("env_id"), "env_kwargs": env_kwargs, "data": str(data_path),
+        "held_out": held_out, "history": cfg.history, "frameskip": cfg.frameskip, "device": str(agent.device),
     }
-    lewm = evaluate(agent, make_env, pairs, protocol, video_dir, video_episodes, "lewm", progress, settings)
-    out: dict[str, Any] = {"lewm": lewm.to_dict()}
-    out["lewm"]["plan_seconds_per_decision"] = agent.seconds_per_plan
-    out["lewm"]["plans"] = agent.num_plans
-    out["lewm"]["params"] = agent.model.num_params()
+    name = task_name(env_id)
+
+    def run(method: str, actor: Any, videos: int, **figures: Any) -> RunRecord:
+        record = RunRecord.begin(name, env_id, method)
+        tic = time.perf_counter()
+        result = evaluate(actor, make_env, pairs, protocol, video_dir, videos, method, progress)
+        record.set_result(result, pairs, video_root=video_root, **figures)
+        return record.finish(time.perf_counter() - tic)
+
+    out = {"lewm": run("lewm", agent, video_episodes, data_used=None, data_kind="offline transitions",
+                       train_seconds=None, params=sum(p.numel() for p in agent.model.parameters()), extra=settings)}
+    out["lewm"].extra.update(plan=dataclasses.asdict(agent.plan_cfg), plan_seconds_per_decision=agent.seconds_per_plan,
+                             plans=agent.num_plans, param_breakdown=agent.model.num_params())
     if with_random:
         random = RandomActor(agent.action_low, agent.action_high, seed=protocol.seed)
-        out["random"] = evaluate(random, make_env, pairs, protocol, video_dir, min(video_episodes, 1), "random",
-                                 progress, settings).to_dict()
+        out["random"] = run("random", random, min(video_episodes, 1), data_used=0, data_kind="none", train_seconds=0.0,
+                            extra=settings)
     return out
 
 
@@ -124,42 +192,62 @@ def run_pipeline(
     progress: bool = True,
     workers: int = 1,
     max_steps: int | None = None,
-) -> dict[str, Any]:
-    """Collect (if needed), train (resuming), evaluate and write ``summary.json`` under ``out_dir``.
+) -> dict[str, RunRecord]:
+    """Prepare the task, train LeWM (resuming), evaluate LeWM and random, write their records under ``out_dir``.
 
-    ``workers`` collection processes; ``max_steps`` caps each collected episode (None: the
-    env's time limit).
+    Layout (a comparison run's, with LeWM's training directory at the top)::
+
+        out_dir/
+          episodes.h5                   the task's episodes (collected with ``policy``, or reused)
+          tasks/<task>/task.json        the task's settings, split and pairs (pairs.npz beside it)
+          checkpoint/, agent/           LeWM (lewm_agent.train), trained on the task's training episodes
+          cells/<task>/lewm.json        the records (RunRecord: the schema of a comparison cell);
+          cells/<task>/random.json      ``<task>`` is the env id's short name (lewm/TwoRoom-v1: TwoRoom)
+          tb/<task>/lewm/               TensorBoard: training curves and configs, plan/* of the evaluation;
+          tb/<task>/<method>/record/    the run's settings as hparams, with success_rate and train_seconds
+          videos/<task>/<method>_000.mp4
+
+    ``workers`` collection processes; ``max_steps`` caps each collected episode (None: the env's time
+    limit). The split is ``preset.train``'s (``val_fraction``, ``split_seed``). A directory prepared
+    earlier with other task settings (env, kwargs, episodes, policy, seed, protocol, split) is refused
+    (:class:`~lewm_agent.experiment.TaskMismatch`). Returns ``{"lewm": record, "random": record}``.
     """
-    from .train import train
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     env_kwargs = {"image_size": preset.model.image_size, **(env_kwargs or {})}
+    train_cfg = replace(preset.train, seed=seed)
+    plan = plan or preset.plan
+    name = task_name(env_id)
+    task = prepare_task(out_dir / "tasks" / name, name, env_id, env_kwargs, episodes or preset.episodes, policy, seed,
+                        protocol, max_steps=max_steps, workers=workers, progress=progress,
+                        data_path=out_dir / "episodes.h5", val_fraction=train_cfg.val_fraction,
+                        split_seed=train_cfg.split_seed)
+    where = {"video_dir": out_dir / "videos" / name, "video_root": out_dir, "progress": progress}
+    records: dict[str, RunRecord] = {}
 
-    data_path = out_dir / "episodes.h5"
+    budget = {"model": dataclasses.asdict(preset.model), "train": dataclasses.asdict(train_cfg),
+              "plan": dataclasses.asdict(plan)}
+    record = RunRecord.begin(task.name, task.env_id, "lewm", run_key(task, "lewm", budget), budget)
     tic = time.perf_counter()
+    tb = out_dir / "tb" / name / "lewm"
+    agent, figures, close = train_lewm_on_task(task, out_dir, preset.model, train_cfg, plan, tb_dir=tb,
+                                               device=train_cfg.device, progress=progress)
     try:
-        info = validate_episode_file(data_path)
-    except DatasetError:
-        info = collect(env_id, data_path, num_episodes=episodes or preset.episodes, policy=policy, seed=seed,
-                       env_kwargs=env_kwargs, progress=progress, workers=workers, max_steps=max_steps)
-    timings["collect_s"] = time.perf_counter() - tic
+        evaluate_on_task(task, record, agent, **figures, video_episodes=video_episodes, tb_dir=tb, **where)
+    finally:
+        close()
+    records["lewm"] = record.finish(time.perf_counter() - tic)
 
+    record = RunRecord.begin(task.name, task.env_id, "random", run_key(task, "random", {}), {})
     tic = time.perf_counter()
-    agent_dir = out_dir / "agent"
-    if not (agent_dir / "config.json").exists():
-        resume = (out_dir / "checkpoint" / "config.json").exists()
-        train(data_path, out_dir, preset.model, replace(preset.train, seed=seed), plan or preset.plan,
-              resume=resume, progress=progress)
-    timings["train_s"] = time.perf_counter() - tic
+    env = task.make_env()
+    low, high = env.action_space.low, env.action_space.high
+    env.close()
+    evaluate_on_task(task, record, RandomActor(low, high, seed=task.protocol.seed), data_used=0, data_kind="none",
+                     train_seconds=0.0, video_episodes=min(video_episodes, 1), tb_dir=out_dir / "tb" / name / "random",
+                     **where)
+    records["random"] = record.finish(time.perf_counter() - tic)
 
-    tic = time.perf_counter()
-    result = evaluate_checkpoint(agent_dir, protocol, video_dir=out_dir / "videos", video_episodes=video_episodes,
-                                 progress=progress)
-    timings["eval_s"] = time.perf_counter() - tic
-    result["data"] = {"path": str(data_path), "episodes": info.num_episodes, "frames": info.num_frames,
-                      "policy": policy, "policy_success_rate": info.attrs.get("policy_success_rate")}
-    result["timings"] = timings
-    atomic_write_json(out_dir / "eval.json", result)
-    return result
+    for method, record in records.items():
+        atomic_write_json(record_path(out_dir, task.name, method), record.to_dict(), default=str)
+    return records

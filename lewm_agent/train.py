@@ -266,6 +266,31 @@ def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
     return dist.get_rank(), world, torch.device("cpu")
 
 
+def _given_split(split: tuple[Any, Any], num_episodes: int, data_path: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``split`` as two int64 arrays, or a ValueError naming what is wrong with it."""
+    try:
+        train_ids, val_ids = (np.asarray(ids).reshape(-1) for ids in split)
+    except (TypeError, ValueError):
+        train_ids = val_ids = None
+    if train_ids is None or any(a.size and not np.issubdtype(a.dtype, np.integer) for a in (train_ids, val_ids)):
+        raise ValueError(f"split must be (train episode ids, held-out episode ids), two lists of ints; "
+                         f"got {str(split)[:80]}")
+    train_ids, val_ids = train_ids.astype(np.int64), val_ids.astype(np.int64)
+    problem = None
+    if len(train_ids) == 0 or len(val_ids) == 0:
+        problem = f"{len(train_ids)} training and {len(val_ids)} held-out episodes (each needs at least one)"
+    elif np.intersect1d(train_ids, val_ids).size:
+        problem = f"episodes {np.intersect1d(train_ids, val_ids)[:5].tolist()} are in both parts"
+    elif min(train_ids.min(), val_ids.min()) < 0 or max(train_ids.max(), val_ids.max()) >= num_episodes:
+        problem = f"ids outside the file's episodes 0..{num_episodes - 1}"
+    elif len(np.unique(train_ids)) < len(train_ids) or len(np.unique(val_ids)) < len(val_ids):
+        problem = "an episode id appears twice"
+    if problem:
+        raise ValueError(f"split does not fit {data_path}: {problem}; pass the split prepared for this file "
+                         "(lewm_agent.experiment.prepare_task), or none to split it here.")
+    return train_ids, val_ids
+
+
 def train(
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -277,6 +302,7 @@ def train(
     stop_at: int | None = None,
     tb_dir: str | os.PathLike | None = None,
     time_limit_s: float | None = None,
+    split: tuple[Any, Any] | None = None,
     action_low: Any = None,
     action_high: Any = None,
 ) -> TrainResult:
@@ -292,9 +318,14 @@ def train(
         tb_dir: TensorBoard log directory (default ``out_dir/tb``).
         time_limit_s: stop (after checkpointing) once this call has run this many seconds; the run
             is then unfinished (no ``agent`` written) and continues with ``resume=True``.
+        split: ``(train_episode_ids, held_out_episode_ids)`` of the file, used as given (e.g. a prepared
+            task's, :attr:`lewm_agent.experiment.Task.split`); None: ``split_episodes`` with
+            ``train_cfg.val_fraction`` and ``split_seed``. The held-out ids are recorded with the agent.
         action_low, action_high: (A,) bounds the agent clips its actions to, over the file's
             ``action_low`` / ``action_high``; when neither is there they come from the data, with an
             :class:`~lewm_agent.data.EpisodeFileWarning` (:func:`lewm_agent.data.action_bounds`).
+
+    Besides its scalars, the TensorBoard log gets the model / train / plan configs as hparams.
     """
     if time_limit_s is not None and time_limit_s <= 0:
         raise ValueError(f"time_limit_s={time_limit_s} must be > 0 seconds (None: no limit).")
@@ -312,7 +343,10 @@ def train(
     A = episodes.action.shape[1]
     if model_cfg.action_dim != A:
         model_cfg = dataclasses.replace(model_cfg, action_dim=A)
-    train_ids, val_ids = split_episodes(episodes.num_episodes, train_cfg.val_fraction, train_cfg.split_seed)
+    if split is None:
+        train_ids, val_ids = split_episodes(episodes.num_episodes, train_cfg.val_fraction, train_cfg.split_seed)
+    else:
+        train_ids, val_ids = _given_split(split, episodes.num_episodes, data_path)
     normalizer = ActionNormalizer.from_actions(episodes.action[episodes.transition_rows(train_ids)])
     train_clips = ClipDataset(episodes, train_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
     val_clips = ClipDataset(episodes, val_ids, model_cfg.num_frames, model_cfg.frameskip, normalizer)
@@ -342,6 +376,10 @@ def train(
         config, state_dict = read_checkpoint(ckpt_dir)
         if config["model"] != dataclasses.asdict(model_cfg):
             raise CheckpointError(f"--resume: {ckpt_dir} was trained with another model config; use a new out_dir.")
+        trained_val = config.get("metadata", {}).get("val_episodes")
+        if trained_val is not None and trained_val != metadata["val_episodes"]:
+            raise CheckpointError(f"--resume: {ckpt_dir} was trained holding out other episodes ({trained_val[:5]}... "
+                                  f"against {metadata['val_episodes'][:5]}...); resume with its split or use a new out_dir.")
         load_state_checked(model, state_dict, where=f"checkpoint {ckpt_dir}")
         state = torch.load(ckpt_dir / TRAIN_STATE, map_location=device, weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -366,7 +404,13 @@ def train(
         }, indent=2))
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(tb_dir or out_dir / "tb"), purge_step=step if resume else None)
+        from .hparams import write_hparams
+
+        tb = Path(tb_dir or out_dir / "tb")
+        writer = SummaryWriter(str(tb), purge_step=step if resume else None)
+        write_hparams(tb, {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
+                           "plan": dataclasses.asdict(plan_cfg), "data": metadata["data_path"],
+                           "train_episodes": len(train_ids), "val_episodes": len(val_ids)})
 
     def agent_config() -> dict:
         meta = {**metadata, "train_step": step}

@@ -19,21 +19,37 @@ def test_collect_train_eval(tmp_path, capsys):
         r = result[name]
         assert r["num_episodes"] == 4 and 0 <= r["success_rate"] <= 1
         assert r["ci95"][0] <= r["success_rate"] <= r["ci95"][1]
-    protocol = result["lewm"]["protocol"]
-    assert protocol["goal_offset"] == 25 and protocol["budget"] == 50 and protocol["plan"]["samples"] == 32
-    assert result["lewm"]["plan_seconds_per_decision"] > 0
-    frames = imageio.mimread(result["lewm"]["videos"][0])
+    protocol, extra = result["lewm"]["protocol"], result["lewm"]["extra"]
+    assert protocol["goal_offset"] == 25 and protocol["budget"] == 50 and extra["plan"]["samples"] == 32
+    assert extra["plan_seconds_per_decision"] > 0 and result["lewm"]["env_id"] == extra["trained_env_id"]
+    assert result["lewm"]["pairs_fingerprint"] == result["random"]["pairs_fingerprint"]
+    frames = imageio.mimread(tmp_path / "run" / result["lewm"]["videos"][0])  # relative to eval.json's directory
     assert len(frames) >= 2 and all(f.std() > 5 for f in frames)  # real images, not black or constant
     assert "success" in capsys.readouterr().out
 
 
-def test_run_is_resumable_and_reuses_finished_stages(tmp_path):
+def test_run_is_resumable_and_reuses_finished_stages(tmp_path, capsys):
     args = ["run", "--preset", "tiny", "--out", str(tmp_path), "--episodes", "12", "--steps", "8",
             "--eval-episodes", "3", "--video", "0"]
     assert main(args) == 0
-    stamp = (tmp_path / "agent" / "model.safetensors").stat().st_mtime_ns
-    assert main(args) == 0  # second run: data and agent reused, only evaluation again
-    assert (tmp_path / "agent" / "model.safetensors").stat().st_mtime_ns == stamp
+    stamps = {p: (tmp_path / p).stat().st_mtime_ns
+              for p in ("agent/model.safetensors", "episodes.h5", "tasks/TwoRoom/task.json", "tasks/TwoRoom/pairs.npz")}
+    records = {m: json.loads((tmp_path / "cells" / "TwoRoom" / f"{m}.json").read_text()) for m in ("lewm", "random")}
+    assert main(args) == 0  # second run: task, data and agent reused, only evaluation again
+    assert {p: (tmp_path / p).stat().st_mtime_ns for p in stamps} == stamps
+    again = {m: json.loads((tmp_path / "cells" / "TwoRoom" / f"{m}.json").read_text()) for m in ("lewm", "random")}
+    for m in ("lewm", "random"):
+        assert again[m]["status"] == "ok" and again[m]["key"] == records[m]["key"]
+        assert again[m]["episodes"] == records[m]["episodes"], "the same pairs, the same deterministic outcomes"
+    task = json.loads((tmp_path / "tasks" / "TwoRoom" / "task.json").read_text())["task"]
+    agent = json.loads((tmp_path / "agent" / "config.json").read_text())
+    assert agent["metadata"]["val_episodes"] == task["held_out_episodes"], "trained on the task's own split"
+    assert records["lewm"]["data_used"] > 0 and records["lewm"]["extra"]["steps"] == 8
+    assert records["random"]["data_kind"] == "none" and records["random"]["budget"] == {}
+    capsys.readouterr()
+    assert main([*args[:6], "13", *args[7:]]) == 2  # other task settings in the same directory: refused
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "episodes was 12, now 13" in err and "use another run directory" in err
 
 
 def test_unknown_override_is_a_clear_error(tmp_path):

@@ -91,6 +91,51 @@ def test_every_method_is_evaluated_on_the_same_pairs(smoke):
     assert lewm["status"] == "ok"
 
 
+def test_every_cell_writes_its_settings_and_success_as_hparams(smoke):
+    from lewm_agent.hparams import flatten_hparams, read_hparams
+
+    run_dir, _, cells = smoke
+    for c in cells:
+        session = run_dir / "tb" / "TwoRoom" / c["method"] / "record"
+        hp = read_hparams(session)
+        assert hp["method"] == c["method"] and hp["task"] == "TwoRoom" and hp["env_id"] == "lewm/TwoRoom-v1"
+        assert hp["episodes"] == 20 and hp["policy"] == "expert" and hp["protocol.num_episodes"] == 6
+        assert hp["env_kwargs.image_size"] == 64 and hp["split.val_fraction"] == 0.1
+        for name, value in flatten_hparams({"budget": c["budget"]}).items():
+            assert hp[name] == (float(value) if type(value) in (int, float) else value), (c["method"], name)
+        acc = EventAccumulator(str(session))
+        acc.Reload()
+        assert acc.Scalars("success_rate")[-1].value == pytest.approx(c["success_rate"]), c["method"]
+        assert acc.Scalars("train_seconds")[-1].value == pytest.approx(c["train_seconds"], rel=1e-6), c["method"]
+    training = read_hparams(run_dir / "tb" / "TwoRoom" / "lewm")  # LeWM's own log: its configs
+    assert training["train.steps"] == 30 and training["model.latent_dim"] == 16 and "plan.samples" in training
+
+
+def test_lewm_run_writes_records_in_the_schema_of_a_comparison_cell(smoke, tmp_path):
+    from experiments.report import markdown_table
+    from lewm_agent.cli import main as lewm
+    from lewm_agent.hparams import read_hparams
+
+    _, _, cells = smoke
+    out = tmp_path / "run"
+    assert lewm(["run", "--preset", "tiny", "--out", str(out), "--episodes", "12", "--steps", "8",
+                 "--eval-episodes", "3", "--video", "1"]) == 0
+    cell = {c["method"]: c for c in cells}
+    records = []
+    for method in ("lewm", "random"):
+        record = json.loads((out / "cells" / "TwoRoom" / f"{method}.json").read_text())
+        assert list(record) == list(cell[method]), method  # the same fields, in the same order
+        assert set(record["extra"]) <= set(cell[method]["extra"]), method
+        assert record["status"] == "ok" and (out / record["videos"][0]).exists()
+        hp = read_hparams(out / "tb" / "TwoRoom" / method / "record")
+        assert hp["method"] == method and hp["episodes"] == 12 and hp["protocol.num_episodes"] == 3
+        records.append(record)
+    assert read_hparams(out / "tb" / "TwoRoom" / "lewm" / "record")["budget.train.steps"] == 8
+    assert len({r["pairs_fingerprint"] for r in records}) == 1
+    table = markdown_table(records)  # experiments/report.py reads them as it reads a comparison's cells
+    assert "| TwoRoom | lewm |" in table and "| TwoRoom | random |" in table
+
+
 def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
     """experiments/planners.py: settings on the run's LeWM agent and pairs, saved per setting, table + plot."""
     from experiments import planners
@@ -200,7 +245,7 @@ def test_unknown_budget_field_is_a_clear_error():
 
 def test_tasks_preset_gives_each_task_its_own_lewm_preset_and_set_beats_it():
     cfg = compare.make_config("tasks")
-    assert cfg.methods == ["random", "expert", "lewm"] and not cfg.every_method  # only these, unless --methods
+    assert cfg.methods == ["random", "expert", "lewm", "gcbc", "gciql"] and not cfg.every_method  # unless --methods
     _, reacher = cfg.spec("Reacher")
     _, tworoom = cfg.spec("TwoRoom")
     assert cfg.budget(reacher, "lewm") == {"preset": "reacher"} and cfg.budget(tworoom, "lewm") == {"preset": "tworoom"}
@@ -208,6 +253,9 @@ def test_tasks_preset_gives_each_task_its_own_lewm_preset_and_set_beats_it():
     over = compare.apply_overrides(cfg, ["lewm.steps=7"])
     assert over.budget(over.spec("Reacher")[1], "lewm") == {"preset": "reacher", "steps": 7}
     assert cfg.budget(reacher, "lewm") == {"preset": "reacher"}, "the preset itself is left unchanged"
+    quick = compare.make_config("quick")
+    assert cfg.budget(tworoom, "gcbc") == quick.budgets["gcbc"], "TwoRoom: the offline baselines get quick's budget"
+    assert cfg.budget(reacher, "gciql") == compare.OFFLINE_BUDGETS["tasks"]["gciql"] != quick.budgets["gciql"]
 
 
 def test_readme_block_gets_the_per_task_table(tmp_path):
@@ -217,9 +265,11 @@ def test_readme_block_gets_the_per_task_table(tmp_path):
     assert compare.main(base + ["--methods", "random"]) == 0  # an earlier piece of the same run
     assert compare.main(base + ["--methods", "expert", "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- smoke-table:begin -->\n| task | LeWM | random | expert |") and "old table" not in text
+    assert text.startswith("intro\n<!-- smoke-table:begin -->\n| task | LeWM | GCBC | GCIQL | random | expert |")
+    assert "old table" not in text
     row = next(line for line in text.splitlines() if line.startswith("| TwoRoom |"))
-    lewm, rnd, expert = row.split("|")[2:5]
+    lewm, gcbc, gciql, rnd, expert = row.split("|")[2:7]
+    assert "not run" in gcbc and "not run" in gciql, row
     assert "not run" in lewm and "%" in expert, row
     assert "%" in rnd, "the cell finished by an earlier call on the same run is reported too: " + row
     assert text.endswith("<!-- smoke-table:end -->\noutro\n")

@@ -67,9 +67,9 @@ def test_foreign_env_goes_through_collect_train_eval_and_compare(tmp_path):
     _run("-m", "lewm_agent.cli", "eval", "--agent", str(run / "agent"), "--env", "foreign/Dot-v0",
          "--env-module", "foreign_goal_env", "--eval-episodes", "3", "--budget", "5", "--goal-offset", "10")
     result = json.loads((run / "eval.json").read_text())
-    settings = result["lewm"]["protocol"]
-    assert settings["env_id"] == "foreign/Dot-v0" and settings["trained_env_id"] == DOT
-    assert settings["env_kwargs"] == {"image_size": 32} and result["lewm"]["num_episodes"] == 3
+    lewm = result["lewm"]
+    assert lewm["env_id"] == "foreign/Dot-v0" and lewm["extra"]["trained_env_id"] == DOT
+    assert lewm["extra"]["env_kwargs"] == {"image_size": 32} and lewm["num_episodes"] == 3
 
     _run("experiments/compare.py", "--preset", "smoke", "--tasks", DOT, "--methods", "random,expert,lewm",
          "--episodes", "10", "--eval-episodes", "3", "--eval-budget", "5", "--video-episodes", "0",

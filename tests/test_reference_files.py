@@ -184,8 +184,9 @@ def test_swm_0_1_1_file_trains_with_finite_bounds_from_the_data_and_eval_names_t
     assert "lewm eval --env ENV_ID" in capsys.readouterr().err
     assert main(["eval", "--agent", str(run / "agent"), "--env", "lewm/TwoRoom-v0", "--eval-episodes", "2",
                  "--goal-offset", "5", "--budget", "5", "--no-random"]) == 0
-    result = json.loads((run / "eval.json").read_text())
-    assert result["lewm"]["num_episodes"] == 2 and result["lewm"]["protocol"]["env_id"] == "lewm/TwoRoom-v0"
+    result = json.loads((run / "eval.json").read_text())["lewm"]
+    assert result["status"] == "ok" and result["num_episodes"] == 2 and result["env_id"] == "lewm/TwoRoom-v0"
+    assert result["extra"]["trained_env_id"] == ""
 
 
 def test_a_finite_last_action_never_reaches_a_clip(source, tmp_path):

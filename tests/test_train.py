@@ -56,6 +56,33 @@ def test_outputs_tensorboard_and_agent_metadata(tiny_run):
     assert lr[0] > 0 and np.argmax(lr) < len(lr) - 1  # warm-up then decay
 
 
+def test_a_given_split_is_used_exactly_and_the_configs_are_hparams(tiny_data, tmp_path):
+    from lewm_agent.checkpoint import CheckpointError
+    from lewm_agent.data import load_episodes
+    from lewm_agent.hparams import read_hparams
+
+    p = preset("tiny")
+    cfg = replace(p.train, steps=4, ckpt_every=2, log_every=2, val_every=2)
+    train_ids, val_ids = [0, 2, 3, 5, 6, 7, 8, 9, 10, 11], [1, 4, 13]  # not split_episodes' split; 12, 14, 15 unused
+    train(tiny_data, tmp_path / "run", p.model, cfg, p.plan, progress=False, stop_at=2, split=(train_ids, val_ids))
+    train(tiny_data, tmp_path / "run", p.model, cfg, p.plan, progress=False, resume=True, split=(train_ids, val_ids))
+    config, _ = read_checkpoint(tmp_path / "run" / "agent")
+    assert config["metadata"]["val_episodes"] == val_ids and config["metadata"]["train_episodes"] == len(train_ids)
+    episodes = load_episodes(tiny_data)
+    clips = json.loads((tmp_path / "run" / "train_config.json").read_text())["train_clips"]
+    horizon = (p.model.num_frames - 1) * p.model.frameskip  # raw steps a clip spans
+    assert clips == sum(max(0, int(episodes.ep_len[i]) - horizon) for i in train_ids)  # only the given episodes
+    with pytest.raises(CheckpointError, match="other episodes"):  # resuming with another split is refused
+        train(tiny_data, tmp_path / "run", p.model, cfg, p.plan, progress=False, resume=True, split=([0, 1], [2]))
+    for bad, match in ((([0, 1], [1, 2]), "in both parts"), (([0], [99]), "outside"), (([0.5], [1]), "lists of ints"),
+                       (([], [1]), "at least one")):
+        with pytest.raises(ValueError, match=match):
+            train(tiny_data, tmp_path / "bad", p.model, cfg, p.plan, progress=False, split=bad)
+    hp = read_hparams(tmp_path / "run" / "tb")  # the training log holds its configs as hparams
+    assert hp["model.latent_dim"] == p.model.latent_dim and hp["train.steps"] == 4 and hp["plan.samples"] == 32
+    assert hp["val_episodes"] == 3 and hp["train_episodes"] == len(train_ids)
+
+
 def _clips(tiny_data):
     from lewm_agent.data import ActionNormalizer, ClipDataset, load_episodes
 

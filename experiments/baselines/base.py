@@ -2,8 +2,10 @@
 
 A method is trained (or loaded) for one :class:`Task` inside one :class:`CellContext` and returns
 a :class:`Trained`: a batched actor plus the figures the comparison reports about its training.
-The comparison then runs that actor through :func:`lewm_agent.evaluation.evaluate` on the task's
-fixed start/goal pairs, the same for every method.
+The comparison then runs that actor through :func:`lewm_agent.experiment.evaluate_on_task` on the
+task's fixed start/goal pairs, the same for every method, into one
+:class:`~lewm_agent.experiment.RunRecord`. :class:`Task` and the pairs' helpers are the library's
+(:mod:`lewm_agent.experiment`), re-exported here.
 
 Adding your own agent takes a few lines when it already follows Stable-Baselines3's
 ``predict`` protocol::
@@ -19,15 +21,14 @@ Adding your own agent takes a few lines when it already follows Stable-Baselines
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 
-from lewm_agent.evaluation import EvalProtocol, StartGoalPair
+# the experiment core lives in the library (``lewm run`` uses it too); re-exported for methods and plugins
+from lewm_agent.experiment import Task, TrainClock, load_pairs, pairs_fingerprint, save_pairs
 
 __all__ = ["Task", "CellContext", "Trained", "Method", "PredictorActor", "MethodUnavailable", "TrainClock", "load_pairs",
            "save_pairs", "pairs_fingerprint", "budget_from"]
@@ -38,64 +39,14 @@ class MethodUnavailable(RuntimeError):
 
 
 @dataclass
-class Task:
-    """One goal-conditioned task of a comparison, with its shared offline data and evaluation pairs.
-
-    Every method of a comparison sees the same task: the same env (id and kwargs, hence the same
-    image size and success test), the same seeded start/goal ``pairs`` (drawn from the held-out
-    episodes of ``data_path``) and the same ``protocol`` (budget in env steps).
-    """
-
-    name: str
-    """Short name used in tables and file names (e.g. ``TwoRoom``)."""
-    env_id: str
-    env_kwargs: dict[str, Any]
-    """Constructor arguments; include ``image_size`` (pixels of both ``pixels`` and ``goal``)."""
-    data_path: Path
-    """HDF5 episode file collected with the task's collection policy (offline methods train on it)."""
-    train_episodes: list[int]
-    """Episode ids of ``data_path`` an offline method may train on."""
-    held_out_episodes: list[int]
-    """Episode ids the evaluation pairs come from (never trained on)."""
-    pairs_path: Path
-    """``.npz`` with the start/goal pairs (see :func:`save_pairs`)."""
-    protocol: EvalProtocol
-    seed: int = 0
-
-    def make_env(self, max_episode_steps: int | None = None) -> gym.Env:
-        """A fresh env of this task: Dict obs ``pixels``/``goal`` (H, W, 3) uint8, dense reward
-        ``-distance``, ``info["is_success"]``. ``max_episode_steps`` overrides the registered limit."""
-        from lewm_agent import envs
-
-        kwargs = dict(self.env_kwargs)
-        if max_episode_steps is not None:
-            kwargs["max_episode_steps"] = max_episode_steps
-        return envs.make_env(self.env_id, **kwargs)
-
-    def pairs(self) -> list[StartGoalPair]:
-        return load_pairs(self.pairs_path)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["data_path"], d["pairs_path"] = str(self.data_path), str(self.pairs_path)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Task":
-        d = dict(d)
-        d["data_path"], d["pairs_path"] = Path(d["data_path"]), Path(d["pairs_path"])
-        d["protocol"] = EvalProtocol(**d["protocol"])
-        return cls(**d)
-
-
-@dataclass
 class CellContext:
     """Where one (task, method) cell works."""
 
     work_dir: Path
     """The method's private directory (checkpoints, models); kept so an interrupted cell resumes."""
     tb_dir: Path
-    """TensorBoard log directory of this method's training curves (``<run>/tb/<task>/<method>``)."""
+    """TensorBoard log directory of this method's training curves (``<run>/tb/<task>/<method>``); the cell's
+    settings and success go to its sub-run ``record`` as hparams."""
     device: str = "auto"
     """``auto``: CUDA when available, else CPU."""
     progress: bool = True
@@ -159,61 +110,6 @@ class PredictorActor:
         if self.low is not None:
             actions = np.clip(actions, self.low, self.high)
         return actions
-
-
-class TrainClock:
-    """A cell's training wall-clock, summed over the attempts that resumed it: ``<dir>/train_seconds.json``.
-
-    ``{"seconds": total, ...}`` plus whatever the method stores beside it (e.g. LeWM's final losses).
-    """
-
-    def __init__(self, directory: Path):
-        self.path = Path(directory) / "train_seconds.json"
-
-    def read(self) -> dict[str, Any]:
-        """The stored record, ``{}`` when none was written."""
-        return json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    @property
-    def seconds(self) -> float:
-        """Seconds recorded so far (0 when none)."""
-        return float(self.read().get("seconds", 0.0))
-
-    def add(self, seconds: float, **extra: Any) -> None:
-        """Add ``seconds`` to the total and store ``extra`` beside it (atomically)."""
-        from lewm_agent.files import atomic_write_json
-
-        atomic_write_json(self.path, {**self.read(), **extra, "seconds": self.seconds + seconds})
-
-    def reset(self) -> None:
-        """Forget earlier attempts (a training that restarts from scratch)."""
-        self.path.unlink(missing_ok=True)
-
-
-def save_pairs(path: Path, pairs: list[StartGoalPair]) -> None:
-    """Write pairs atomically as ``.npz`` (episode, row, state, goal_state arrays)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, episode=np.array([p.episode for p in pairs]), row=np.array([p.row for p in pairs]),
-             state=np.stack([p.state for p in pairs]), goal_state=np.stack([p.goal_state for p in pairs]))
-    tmp.replace(path)
-
-
-def load_pairs(path: Path) -> list[StartGoalPair]:
-    with np.load(path) as f:
-        return [StartGoalPair(int(e), int(r), s, g) for e, r, s, g in zip(f["episode"], f["row"], f["state"], f["goal_state"])]
-
-
-def pairs_fingerprint(pairs: list[StartGoalPair]) -> str:
-    """Short hash of the pairs' exact states: equal fingerprints mean identical evaluations."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in pairs:
-        h.update(np.asarray([p.episode, p.row], np.int64).tobytes())
-        h.update(np.asarray(p.state, np.float32).tobytes())
-        h.update(np.asarray(p.goal_state, np.float32).tobytes())
-    return h.hexdigest()[:16]
 
 
 def budget_from(cls: type, budget: dict[str, Any]) -> Any:

@@ -7,15 +7,11 @@ SIGReg's weight set to 0, the ablation whose embeddings are expected to collapse
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from . import register
-from .base import CellContext, Task, TrainClock, Trained, budget_from
+from .base import CellContext, Task, Trained, budget_from
 
 __all__ = ["Budget", "train_lewm", "lewm", "lewm_nosigreg"]
 
@@ -35,10 +31,10 @@ class Budget:
 
 
 def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: bool = True) -> Trained:
-    """Train (resuming from ``ctx.work_dir``) and load a LeWM agent for ``task``."""
-    from lewm_agent.agent import LeWMAgent
+    """Train (resuming from ``ctx.work_dir``) and load a LeWM agent for ``task``, on the task's own split
+    (:func:`lewm_agent.pipeline.train_lewm_on_task`, which ``lewm run`` uses too)."""
     from lewm_agent.config import preset, replace
-    from lewm_agent.train import train
+    from lewm_agent.pipeline import train_lewm_on_task
 
     b = budget_from(Budget, budget)
     p = preset(b.preset)
@@ -60,35 +56,11 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
         train_over["batch_size"] = b.batch_size
     train_cfg = replace(p.train, **train_over)
 
-    work = ctx.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    clock = TrainClock(work)
-    if not (work / "agent" / "config.json").exists():
-        tic = time.perf_counter()
-        result = train(task.data_path, work, model_cfg, train_cfg, p.plan,
-                       resume=(work / "checkpoint" / "config.json").exists(), progress=ctx.progress, tb_dir=ctx.tb_dir)
-        clock.add(time.perf_counter() - tic, final=result.final)
-    record = clock.read()
-    agent = LeWMAgent.load(work / "agent", device=ctx.device)
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(ctx.tb_dir))  # the search diagnostics of every evaluation decision: plan/*
-    agent.log_to(writer)
-    val = [int(i) for i in agent.metadata["val_episodes"]]
-    if val != list(task.held_out_episodes):
-        raise RuntimeError(f"LeWM held out episodes {val[:5]}... but the task's evaluation pairs come from "
-                           f"{task.held_out_episodes[:5]}...; the train/validation split settings differ.")
-    import h5py
-
-    with h5py.File(task.data_path, "r") as f:
-        ep_len = np.asarray(f["ep_len"])
-    frames = int(ep_len[task.train_episodes].sum())
-    return Trained(actor=agent, data_used=frames, data_kind="offline transitions",
-                   train_seconds=float(record.get("seconds", 0.0)), params=sum(p.numel() for p in agent.model.parameters()),
-                   extra={"param_breakdown": agent.model.num_params(), "preset": b.preset, "steps": train_cfg.steps, "batch_size": train_cfg.batch_size,
-                          "sigreg_lambda": model_cfg.sigreg_lambda, "final": record.get("final", {}),
-                          "plan": dataclasses.asdict(agent.plan_cfg)},
-                   close=writer.close)
+    agent, figures, close = train_lewm_on_task(task, ctx.work_dir, model_cfg, train_cfg, p.plan, tb_dir=ctx.tb_dir,
+                                               device=ctx.device, progress=ctx.progress)
+    extra = figures.pop("extra")
+    extra = {"param_breakdown": extra.pop("param_breakdown"), "preset": b.preset, **extra}
+    return Trained(actor=agent, extra=extra, close=close, **figures)
 
 
 @register("lewm")
