@@ -251,10 +251,19 @@ def make_optimizer(model: torch.nn.Module,
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
 
 
+def _launched_by_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` (it sets ``LOCAL_RANK`` for every worker)."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
 def _setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world_size, device); initialises the process group when launched by torchrun."""
+    """(rank, world_size, device); initialises the process group when launched by torchrun.
+
+    Under torchrun the process group and DistributedDataParallel are used even for one process
+    (``--nproc_per_node 1``), so the DDP path (NCCL on CUDA, gloo on CPU) can be checked on one GPU.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not _launched_by_torchrun():
         return 0, 1, resolve_device(device_name)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
@@ -386,7 +395,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
     ddp_model: torch.nn.Module = model
-    if world > 1:
+    if dist.is_available() and dist.is_initialized():
         if device.type == "cuda":
             ddp_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -401,6 +410,8 @@ def train(
             "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
             "plan": dataclasses.asdict(plan_cfg), "data": metadata["data_path"],
             "train_clips": len(train_clips), "val_clips": len(val_clips), "params": model.num_params(),
+            "world_size": world, "ddp_backend": dist.get_backend() if ddp_model is not model else None,
+            "device": str(device),
         }, indent=2))
         from torch.utils.tensorboard import SummaryWriter
 
@@ -484,6 +495,6 @@ def train(
             writer.close()
         if step >= train_cfg.steps:
             write_checkpoint(agent_dir, agent_config(), model.state_dict())
-    if world > 1:
+    if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return TrainResult(agent_dir=agent_dir, steps=step, seconds=time.perf_counter() - start_time, final=final)
