@@ -8,6 +8,7 @@ The median over ``steps`` timed steps after ``warmup`` untimed ones is reported.
 
     python benchmarks/train_speed.py                 # the table: cpu b128 64px, paper b32 224px, fp32 and bf16
     python benchmarks/train_speed.py --preset cpu --batch-size 128 --image-size 64 --bf16 --steps 10
+    python benchmarks/train_speed.py --preset paper --batch-size 128 --image-size 224 --bf16 --device cuda --json
 
 The table runs every row in a fresh process (so that each row's peak RSS is its own). Run it
 with nothing else on the machine: the numbers are wall-clock.
@@ -61,17 +62,19 @@ def peak_rss_mib() -> float:
 
 
 def bench_train(preset_name: str, batch_size: int, image_size: int, bf16: bool, steps: int = 5, warmup: int = 2,
-                threads: int = 2, prefetch: bool = True, tune_malloc: bool = True) -> dict:
-    """Time ``steps`` full optimiser steps (after ``warmup``) of ``preset_name`` on CPU.
+                threads: int = 2, prefetch: bool = True, tune_malloc: bool = True, device: str = "cpu") -> dict:
+    """Time ``steps`` full optimiser steps (after ``warmup``) of ``preset_name`` on ``device``.
 
-    Returns ``{"preset", "batch_size", "image_size", "bf16", "seconds_per_step" (median),
-    "steps_per_sec", "peak_rss_mib"}`` (peak RSS of this process so far). ``prefetch`` and
-    ``tune_malloc`` (both on, as in train.py) switch off the background batch thread and the glibc
-    heap reuse, to measure what each gives.
+    Returns ``{"preset", "batch_size", "image_size", "bf16", "device", "seconds_per_step" (median),
+    "steps_per_sec", "images_per_sec", "peak_rss_mib", "peak_cuda_mib"}`` (peak RSS of this process
+    so far; peak CUDA memory allocated by torch, None on CPU). ``prefetch`` and ``tune_malloc``
+    (both on, as in train.py) switch off the background batch thread and the glibc heap reuse, to
+    measure what each gives. On CUDA each step is timed up to its kernels' end (synchronised).
     """
     torch.set_num_threads(threads)
     p = preset(preset_name)
-    device = torch.device("cpu")
+    device = torch.device(device)
+    cuda = device.type == "cuda"
     torch.manual_seed(0)
     model = LeWM(p.model).to(device)
     model.train()
@@ -88,6 +91,8 @@ def bench_train(preset_name: str, batch_size: int, image_size: int, bf16: bool, 
         for step, (torch_seed, batch) in enumerate(stream):
             torch.manual_seed(torch_seed)
             train_step(model, optimizer, scheduler, batch, autocast, cfg.grad_clip)
+            if cuda:
+                torch.cuda.synchronize(device)
             now = time.perf_counter()
             if step >= warmup:
                 times.append(now - tic)
@@ -95,8 +100,9 @@ def bench_train(preset_name: str, batch_size: int, image_size: int, bf16: bool, 
     sec = statistics.median(times)
     return {
         "preset": preset_name, "batch_size": batch_size, "image_size": image_size, "bf16": bool(bf16),
-        "seconds_per_step": sec, "steps_per_sec": 1.0 / sec,
-        "peak_rss_mib": peak_rss_mib(),
+        "device": str(device), "seconds_per_step": sec, "steps_per_sec": 1.0 / sec,
+        "images_per_sec": batch_size * p.model.num_frames / sec, "peak_rss_mib": peak_rss_mib(),
+        "peak_cuda_mib": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
     }
 
 
@@ -111,11 +117,13 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (one row: --preset)")
     ap.add_argument("--json", action="store_true", help="print the row as JSON")
     args = ap.parse_args()
     if args.preset:
         row = bench_train(args.preset, args.batch_size, args.image_size, args.bf16, args.steps, args.warmup,
-                          args.threads, prefetch=not args.no_prefetch, tune_malloc=not args.no_malloc_tuning)
+                          args.threads, prefetch=not args.no_prefetch, tune_malloc=not args.no_malloc_tuning,
+                          device=args.device)
         print(json.dumps(row) if args.json else row)
         return
     rows = []
