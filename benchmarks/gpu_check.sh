@@ -44,6 +44,7 @@ rc=$?
 kill $smi 2>/dev/null
 # the run's settings and its TensorBoard scalars come back with the results (the weights stay in WORK)
 cp "$WORK/run/train_config.json" "$OUT/" 2>/dev/null
-ev=$(ls "$WORK"/run/tb/events.out.tfevents.* 2>/dev/null | head -1); [ -n "$ev" ] && cp "$ev" "$OUT/tb_events"
+# the largest events file holds the scalars (the other one the hparams)
+ev=$(ls -S "$WORK"/run/tb/events.out.tfevents.* 2>/dev/null | head -1); [ -n "$ev" ] && cp "$ev" "$OUT/tb_events"
 echo "gpu_check rc=$rc, total $(( $(date +%s) - start ))s"
 exit $rc
