@@ -7,7 +7,7 @@ File layout (the column layout of the LeWM reference tooling, so its files load 
 ==============  ===============  =======  ==================================================
 dataset         shape            dtype    meaning
 ==============  ===============  =======  ==================================================
-``pixels``      (N, H, W, 3)     uint8    observation o_t (chunked, gzip level 1)
+``pixels``      (N, H, W, 3)     uint8    observation o_t (one frame per chunk, Blosc-lz4)
 ``action``      (N, A)           float32  action a_t taken from o_t; NaN on an episode's last row
 ``state``       (N, S)           float32  optional physical state s_t (for probes / evaluation)
 ``ep_len``      (E,)             int64    frames per episode (>= 2); read: any integer type
@@ -17,6 +17,8 @@ dataset         shape            dtype    meaning
 File attributes: ``format_version`` (int, 1), and as given by the writer's ``attrs``:
 ``env_id``, ``image_size``, ``action_low``, ``action_high``, ``policy``, ``seed``, ... Values
 that HDF5 cannot store natively (dicts, None, lists of strings) are stored as JSON strings.
+Files written before the pixels were Blosc-lz4 in one-frame chunks (gzip level 1, up to 16 frames
+per chunk: 6 at 224 px) read as they are.
 
 Files of the LeWM reference tooling (stable-worldmodel) read as they are:
 
