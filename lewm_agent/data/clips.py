@@ -31,7 +31,8 @@ class ClipDataset(torch.utils.data.Dataset):
     with numpy fancy indexing; the training loop samples clip indices and calls it directly.
 
     Args:
-        episodes: loaded episodes.
+        episodes: loaded episodes; with ``load_episodes(..., stream=True)`` their pixels stay on disk and
+            ``get_batch`` reads only the rows of its clips (the same values as from memory).
         episode_ids: int (E',) ids of the episodes to draw clips from (e.g. a split).
         num_frames: T >= 1 kept frames per clip (history + targets).
         frameskip: fs >= 1 raw steps between kept frames.

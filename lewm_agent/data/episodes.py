@@ -1,4 +1,5 @@
-"""Read an episode file: :class:`Episodes` (the columns as arrays) and :func:`load_episodes`."""
+"""Read an episode file: :class:`Episodes` (the columns as arrays) and :func:`load_episodes`, with the
+pixels in memory or left on disk (:class:`~lewm_agent.data.pixels.DiskPixels`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from lewm_agent.data.errors import fail
 from lewm_agent.data.h5 import open_file, read, read_attrs
+from lewm_agent.data.pixels import DEFAULT_CACHE_BYTES, DiskPixels
 from lewm_agent.data.validate import validate_episode_file
 
 __all__ = ["Episodes", "load_episodes"]
@@ -18,10 +20,11 @@ __all__ = ["Episodes", "load_episodes"]
 
 @dataclass
 class Episodes:
-    """All episodes of a file, in memory.
+    """All episodes of a file: the small columns in memory, the pixels in memory or on disk.
 
     Attributes:
-        pixels: uint8 (N, H, W, 3).
+        pixels: uint8 (N, H, W, 3): an array, or a :class:`~lewm_agent.data.pixels.DiskPixels` that reads
+            the rows it is indexed with from the file (``load_episodes(..., stream=True)``).
         action: float32 (N, A); NaN on each episode's last row (:func:`load_episodes` sets it, whatever
             the file holds there: no next frame follows that action).
         state: float32 (N, S), or None.
@@ -31,7 +34,7 @@ class Episodes:
         path: where they were loaded from (None if built in memory).
     """
 
-    pixels: np.ndarray
+    pixels: np.ndarray | DiskPixels
     action: np.ndarray
     state: np.ndarray | None
     ep_len: np.ndarray
@@ -75,13 +78,20 @@ class Episodes:
         return out
 
 
-def load_episodes(path: str | os.PathLike, validate: bool = True) -> Episodes:
-    """Load a whole episode file into memory (each column read in one call).
+def load_episodes(path: str | os.PathLike, validate: bool = True, stream: bool = False,
+                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> Episodes:
+    """Read an episode file: every column but the pixels into memory; the pixels too unless ``stream``.
 
     Each episode's last action is set to NaN (it leads to no next frame; stable-worldmodel 0.1.1
     leaves a finite value there). Columns other than ``pixels``, ``action``, ``state``, ``ep_len``
-    and ``ep_offset`` are not read. Memory: N * H * W * 3 bytes of pixels (e.g. 100k frames at
-    64 px = 1.2 GB).
+    and ``ep_offset`` are not read.
+
+    Args:
+        path: the episode file.
+        validate: run :func:`validate_episode_file` first.
+        stream: leave the pixels on disk: ``Episodes.pixels`` is a :class:`DiskPixels` that reads rows
+            when indexed, keeping at most ``cache_bytes`` of decoded chunks per process. Without it the
+            pixels take N * H * W * 3 bytes of memory (100k frames: 1.2 GB at 64 px, 15 GB at 224 px).
     """
     path = Path(path)
     if validate:
@@ -93,7 +103,7 @@ def load_episodes(path: str | os.PathLike, validate: bool = True) -> Episodes:
             action = read(path, f["action"]).astype(np.float32, copy=False)
             action[ep_offset + ep_len - 1] = np.nan
             return Episodes(
-                pixels=read(path, f["pixels"]),
+                pixels=DiskPixels(path, cache_bytes) if stream else read(path, f["pixels"]),
                 action=action,
                 state=read(path, f["state"]).astype(np.float32, copy=False) if "state" in f else None,
                 ep_len=ep_len,
