@@ -181,7 +181,9 @@ class TrainConfig:
     of this machine) would take more than half of the available memory. The batches are the same."""
     workers: int = 0
     """DataLoader worker processes that build batches (each ``prefetch``-ing 2 ahead, pinned on CUDA);
-    0 builds them in a background thread of the training process. Same batches for any count."""
+    0 builds them in a background thread of the training process. Same batches for any count. On 2
+    CPU cores 0 was fastest (``benchmarks/data.py``: workers share the cores with the step, and each
+    batch crosses to the training process through new shared memory); more cores favour workers."""
     cache_mb: int = 256
     """MiB of decoded pixel chunks each reading process keeps when streaming (>= 0)."""
 
