@@ -23,10 +23,10 @@ def pixels_layout(height: int, width: int) -> dict[str, Any]:
     """``create_dataset`` keywords of the pixels column: one frame per chunk, Blosc-lz4 (byte shuffle).
 
     Training reads clips at random rows, and HDF5 decodes whole chunks, so a chunk holds one frame
-    and its compressor is the fastest to decode. Measured (``benchmarks/data.py layouts``, TwoRoom
-    frames, random 4-frame clips, one process): at 224 px 12,500 frames/s against 5,500 for gzip-1
-    in the same chunks and 2,000 for gzip-1 in 4-frame chunks (this writer's former layout: 6 frames
-    per chunk at 224 px), at a file size within 15% of gzip-1's; at 64 px 33,000 against 21,000.
+    and its compressor is the fastest to decode. Measured (random clips, one process, no cache; TwoRoom
+    frames): at 224 px 12,500 frames/s against 5,500 for gzip-1 in the same chunks and 2,000 for gzip-1
+    in 4-frame chunks (this writer's former layout: 6 frames per chunk at 224 px), the file within 15%
+    of gzip-1's size; at 64 px 28,700 against 19,300 for gzip-1 (``benchmarks/data.py layouts``).
     Reading needs ``hdf5plugin`` (a dependency), as the reference's Blosc files do.
     """
     try:
