@@ -41,6 +41,7 @@ import torch
 from . import __version__
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, config_from_dict, replace
+from .data.actions import ActionNormalizer
 from .model import LeWM
 from .planning import PlanResult, latent_goal_cost, plan
 from .precision import autocast, planning_precision, resolve_precision
@@ -125,12 +126,15 @@ class LeWMAgent:
         for name, arr in arrays.items():
             if np.asarray(arr).shape != (A,):
                 raise ValueError(f"LeWMAgent: {name} must have shape ({A},) (model action_dim), got {np.asarray(arr).shape}.")
-        self.action_mean = np.asarray(action_mean, np.float32)
-        self.action_std = np.asarray(action_std, np.float32)
+        if np.any(np.asarray(action_std) <= 0):
+            raise ValueError(f"LeWMAgent: action_std must be > 0, got {np.asarray(action_std)}.")
+        try:
+            self.normalizer = ActionNormalizer(action_mean, action_std)
+        except ValueError as err:
+            raise ValueError(f"LeWMAgent: the action statistics are invalid: {err}.") from None
+        """Training's action z-scoring: the planner and the model work in its units."""
         self.action_low = np.asarray(action_low, np.float32)
         self.action_high = np.asarray(action_high, np.float32)
-        if np.any(self.action_std <= 0):
-            raise ValueError(f"LeWMAgent: action_std must be > 0, got {self.action_std}.")
         self.obs_shape = tuple(int(s) for s in obs_shape)
         if len(self.obs_shape) != 3 or self.obs_shape[2] != 3:
             raise ValueError(f"LeWMAgent: obs_shape must be (H, W, 3), got {self.obs_shape}.")
@@ -138,10 +142,8 @@ class LeWMAgent:
         """``fp32`` or ``bf16``: the arithmetic actually used (``PlanConfig.precision`` resolved)."""
         # bounds of one action block in normalised units, for the planner's clamp
         fs = cfg.frameskip
-        lo = (self.action_low - self.action_mean) / self.action_std
-        hi = (self.action_high - self.action_mean) / self.action_std
-        self._block_low = torch.as_tensor(np.tile(lo, fs), device=self.device)
-        self._block_high = torch.as_tensor(np.tile(hi, fs), device=self.device)
+        self._block_low = torch.as_tensor(self.normalizer.normalize_blocks(np.tile(self.action_low, fs)), device=self.device)
+        self._block_high = torch.as_tensor(self.normalizer.normalize_blocks(np.tile(self.action_high, fs)), device=self.device)
         self.num_plans = 0
         """Env decisions made by the planner or the policy since construction."""
         self.plan_seconds = 0.0
@@ -191,6 +193,16 @@ class LeWMAgent:
             metadata=config.get("metadata", {}),
             policy=policy,
         )
+
+    @property
+    def action_mean(self) -> np.ndarray:
+        """float32 (A,) mean of the training actions (:attr:`normalizer`'s)."""
+        return self.normalizer.mean
+
+    @property
+    def action_std(self) -> np.ndarray:
+        """float32 (A,) std of the training actions (:attr:`normalizer`'s)."""
+        return self.normalizer.std
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (model and policy weights) to directory ``path`` (atomically)."""
@@ -320,7 +332,7 @@ class LeWMAgent:
 
         # 4. act
         actions = np.stack([e.queue.popleft() for e in envs])  # (N, A)
-        normed = (actions - self.action_mean) / self.action_std
+        normed = self.normalizer.normalize(actions)
         for i, e in enumerate(envs):
             e.block.append(normed[i])
             e.t += 1
@@ -394,7 +406,7 @@ class LeWMAgent:
             blocks = result.actions
         plan_np = blocks.detach().float().cpu().numpy()  # (E, H, Ad), normalised
         fs, A, R = cfg.frameskip, cfg.action_dim, pc.receding_horizon
-        env_actions = plan_np.reshape(E, H * fs, A) * self.action_std + self.action_mean
+        env_actions = self.normalizer.denormalize(plan_np.reshape(E, H * fs, A))
         env_actions = np.clip(env_actions, self.action_low, self.action_high).astype(np.float32)
         for j, e in enumerate(envs):
             e.queue = deque(env_actions[j, : R * fs])

@@ -128,6 +128,9 @@ class ModelConfig:
         return self
 
 
+STREAM_CHOICES = ("auto", "on", "off")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation settings (reference: AdamW lr 5e-5, wd 1e-3, warm-up + cosine, clip 1.0)."""
@@ -169,7 +172,29 @@ class TrainConfig:
     0.84x the fp32 time per step for ``paper`` (224/14, 257 tokens) but 1.46x for ``cpu`` (64/16,
     17 tokens); on an AVX2-only CPU (AMD EPYC, no AVX-512) bf16 took 12x the fp32 time for ``cpu``."""
     prefetch: bool = True
-    """Build the next batches in a background thread while the current step runs (same batches)."""
+    """Build the next batches ahead while the current step runs (same batches): in a background thread,
+    or ``workers`` processes."""
+    stream: str = "auto"
+    """Where the training pixels are read from: ``off`` loads the file's pixels into memory (N * H * W * 3
+    bytes per rank); ``on`` reads the rows each batch needs from disk, keeping at most ``cache_mb`` of
+    decoded chunks per reading process; ``auto`` streams when the in-memory pixels (one copy per process
+    of this machine) would take more than half of the available memory. The batches are the same."""
+    workers: int = 0
+    """DataLoader worker processes that build batches (each ``prefetch``-ing 2 ahead, pinned on CUDA);
+    0 builds them in a background thread of the training process. Same batches for any count. On 2
+    CPU cores 0 was fastest (``benchmarks/data.py``: workers share the cores with the step, and each
+    batch crosses to the training process through new shared memory); more cores favour workers."""
+    cache_mb: int = 256
+    """MiB of decoded pixel chunks each reading process keeps when streaming (>= 0)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stream, str) or self.stream.strip().lower() not in STREAM_CHOICES:
+            raise ValueError(f"TrainConfig.stream={self.stream!r}: choose one of {list(STREAM_CHOICES)}.")
+        self.stream = self.stream.strip().lower()
+        for name in ("workers", "cache_mb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"TrainConfig.{name}={value!r} must be an integer >= 0.")
 
 
 PLANNERS = ("cem", "mppi", "adam")

@@ -40,7 +40,7 @@ from .agent import LeWMAgent, resolve_device
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
 from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
-                   validate_episode_file, warn_data_bounds)
+                   stream_pixels, validate_episode_file, warn_data_bounds)
 from .metrics import effective_rank, embedding_std, participation_ratio
 from .model import LeWM
 from .precision import autocast
@@ -88,25 +88,47 @@ def step_batch(clips: ClipDataset, seed: int, step: int, rank: int,
     return torch_seed, {"pixels": batch["pixels"], "action": batch["action"]}
 
 
+class _StepBatches(torch.utils.data.Dataset):
+    """Item i = :func:`step_batch` of step ``start + i``: what a DataLoader worker builds."""
+
+    def __init__(self, clips: ClipDataset, seed: int, rank: int, batch_size: int, start: int, end: int):
+        self.clips, self.seed, self.rank, self.batch_size, self.start, self.end = clips, seed, rank, batch_size, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, i: int) -> tuple[int, dict[str, torch.Tensor]]:
+        return step_batch(self.clips, self.seed, self.start + i, self.rank, self.batch_size)
+
+
 class BatchStream:
     """Iterates ``(torch_seed, batch)`` for steps ``start .. end-1`` with the batch on ``device``.
 
-    With ``prefetch`` a daemon thread builds the next batches (:func:`step_batch`; on CUDA it
-    also pins them) while the current step runs, so batch building leaves the critical path.
-    The batches are the same as without prefetching: each is a pure function of
-    (seed, step, rank). Host-to-device copies are ``non_blocking`` (asynchronous from pinned
-    memory on CUDA). Use as a context manager, or call :meth:`close`, to stop the thread early.
+    Batches are built ahead of the step that uses them: with ``workers`` > 0 by a torch DataLoader's
+    worker processes (each ``depth`` batches ahead; pinned by the DataLoader on CUDA), else, with
+    ``prefetch``, by a daemon thread (pinned there on CUDA). Each batch is a pure function of
+    (seed, step, rank) (:func:`step_batch`), so it is the same for any ``workers``, with or
+    without prefetching, and whether the clips' pixels are in memory or read from disk.
+    Host-to-device copies are ``non_blocking`` (asynchronous from pinned memory on CUDA). Use as a
+    context manager, or call :meth:`close`, to stop the thread or the workers early.
     """
 
     def __init__(self, clips: ClipDataset, seed: int, rank: int, batch_size: int, start: int, end: int,
-                 device: torch.device, prefetch: bool = True, depth: int = 2):
+                 device: torch.device, prefetch: bool = True, depth: int = 2, workers: int = 0):
+        if workers < 0 or depth < 1:
+            raise ValueError(f"BatchStream: workers={workers} must be >= 0 and depth={depth} >= 1.")
         self.clips, self.seed, self.rank, self.batch_size = clips, seed, rank, batch_size
         self.start, self.end, self.device = start, end, torch.device(device)
         self.pin = self.device.type == "cuda"
         self._stop = threading.Event()
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
-        if prefetch and end > start:
+        self._loader: torch.utils.data.DataLoader | None = None
+        if workers > 0 and end > start:
+            self._loader = torch.utils.data.DataLoader(
+                _StepBatches(clips, seed, rank, batch_size, start, end), batch_size=None, shuffle=False,
+                num_workers=workers, prefetch_factor=depth if prefetch else 1, pin_memory=self.pin)
+        elif prefetch and end > start:
             self._queue = queue.Queue(maxsize=max(1, depth))
             self._thread = threading.Thread(target=self._produce, name="lewm-batch-prefetch", daemon=True)
             self._thread.start()
@@ -132,18 +154,26 @@ class BatchStream:
             if self._stop.is_set() or item[0] == "error":
                 return
 
+    def _batches(self):
+        if self._loader is not None:
+            yield from self._loader
+            return
+        for step in range(self.start, self.end):
+            if self._queue is None:
+                yield self._make(step)
+            else:
+                kind, value = self._queue.get()
+                if kind == "error":
+                    raise value
+                yield value
+
     def __iter__(self):
+        batches = self._batches()
         try:
-            for step in range(self.start, self.end):
-                if self._queue is None:
-                    torch_seed, batch = self._make(step)
-                else:
-                    kind, value = self._queue.get()
-                    if kind == "error":
-                        raise value
-                    torch_seed, batch = value
-                yield torch_seed, {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            for torch_seed, batch in batches:
+                yield int(torch_seed), {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         finally:
+            batches.close()  # a DataLoader iterator dropped here shuts its workers down
             self.close()
 
     def close(self) -> None:
@@ -151,6 +181,7 @@ class BatchStream:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._loader = None
 
     def __enter__(self) -> "BatchStream":
         return self
@@ -344,10 +375,12 @@ def train(
     rank, world, device = _setup_distributed(train_cfg.device)
     is_main = rank == 0
 
-    # ---- data: episodes in memory, split by episode, normaliser from the training episodes
+    # ---- data: episodes (pixels in memory or streamed from disk), split by episode, normaliser from
+    # the training episodes
     info = validate_episode_file(data_path)
     check_action_bounds(action_low, action_high, info.action_dim, data_path)  # before the long load
-    episodes = load_episodes(data_path, validate=False)
+    streamed = stream_pixels(train_cfg.stream, info, copies=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    episodes = load_episodes(data_path, validate=False, stream=streamed, cache_bytes=train_cfg.cache_mb << 20)
     H, W = episodes.pixels.shape[1:3]
     A = episodes.action.shape[1]
     if model_cfg.action_dim != A:
@@ -411,7 +444,7 @@ def train(
             "plan": dataclasses.asdict(plan_cfg), "data": metadata["data_path"],
             "train_clips": len(train_clips), "val_clips": len(val_clips), "params": model.num_params(),
             "world_size": world, "ddp_backend": dist.get_backend() if ddp_model is not model else None,
-            "device": str(device),
+            "device": str(device), "pixels": "streamed from disk" if streamed else "in memory",
         }, indent=2))
         from torch.utils.tensorboard import SummaryWriter
 
@@ -456,7 +489,8 @@ def train(
     # randomness of each step depends only on (seed, step, rank): exact resume; the next batches
     # are built in a background thread while this step runs
     with reuse_freed_memory(device.type == "cpu"), BatchStream(
-            train_clips, train_cfg.seed, rank, local_batch, step, end, device, prefetch=train_cfg.prefetch) as stream:
+            train_clips, train_cfg.seed, rank, local_batch, step, end, device, prefetch=train_cfg.prefetch,
+            workers=train_cfg.workers) as stream:
         for torch_seed, batch in stream:
             torch.manual_seed(torch_seed)
             out, grad_norm = train_step(ddp_model, optimizer, scheduler, batch, autocast, train_cfg.grad_clip)

@@ -181,3 +181,21 @@ def test_bad_plan_settings_are_named(tiny_run):
         LeWMAgent.load(tiny_run / "agent", device="cpu", precision="fp8")
     with pytest.raises(ValueError, match="needs a latent policy"):
         LeWMAgent.load(tiny_run / "agent", device="cpu", mode="policy")
+
+
+def test_agent_normalises_actions_with_the_training_normaliser(tiny_run, tiny_data):
+    from lewm_agent.data import ActionNormalizer, load_episodes, split_episodes
+    from lewm_agent.config import preset
+
+    agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
+    episodes = load_episodes(tiny_data)
+    train_ids, _ = split_episodes(episodes.num_episodes, preset("tiny").train.val_fraction, 0)
+    trained = ActionNormalizer.from_actions(episodes.action[episodes.transition_rows(train_ids)])
+    assert isinstance(agent.normalizer, ActionNormalizer)
+    np.testing.assert_array_equal(agent.normalizer.mean, trained.mean)
+    np.testing.assert_array_equal(agent.normalizer.std, trained.std)
+    a = agent.act(_obs())  # an env action, the normaliser's inverse of a clamped plan
+    assert np.all(a >= agent.action_low) and np.all(a <= agent.action_high)
+    with pytest.raises(ValueError, match="LeWMAgent: the action statistics are invalid"):
+        LeWMAgent(agent.model, np.array([np.nan, 0.0]), agent.action_std, agent.action_low, agent.action_high,
+                  agent.obs_shape, device="cpu")

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from lewm_agent.data.dataset import DatasetError, EpisodeFileInfo, EpisodeWriter, validate_episode_file
+from lewm_agent.data.errors import DatasetError
+from lewm_agent.data.h5 import open_file
+from lewm_agent.data.validate import EpisodeFileInfo, validate_episode_file
+from lewm_agent.data.writer import EpisodeWriter
 
 __all__ = ["collect"]
 
@@ -102,7 +104,7 @@ def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
 
 def _copy_shard(shard: Path, writer: EpisodeWriter) -> None:
     """Append every episode of ``shard`` to ``writer``, one episode in memory at a time."""
-    with h5py.File(shard, "r") as f:
+    with open_file(shard) as f:
         has_state = "state" in f
         for offset, length in zip(f["ep_offset"][()], f["ep_len"][()]):
             rows = slice(int(offset), int(offset + length))
