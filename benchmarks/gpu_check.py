@@ -12,8 +12,8 @@ timed and written to ``OUT/results.json`` as soon as it ends (a cut run keeps wh
 4. ``speed``: seconds per optimiser step of the `paper` preset at batch 128 in bf16
    (``benchmarks/train_speed.py``'s timing), images/s and peak GPU memory.
 5. ``train``: the `paper` preset on the 600 episodes for as many steps as ``--train-seconds``
-   allows at the measured speed (warm-up shortened to 5% of them); wall-clock, final losses,
-   peak GPU memory.
+   allows at the measured speed (warm-up shortened to 5% of them), the pixels streamed from disk
+   (``--stream``, default ``on``); wall-clock, final losses, peak GPU memory.
 6. ``eval``: the LeWM protocol on the given pairs (``--pairs``, e.g. the `tasks` preset's
    ``results/tasks/tasks/TwoRoom/pairs.npz``) or 50 pairs from the held-out episodes; LeWM with
    the preset's planner (CEM 300x30) and random on the same pairs; planning time per decision.
@@ -157,6 +157,9 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=540.0, help="seconds for the whole script; late phases are skipped")
     ap.add_argument("--pairs", help="pairs.npz of start/goal states (arena units) to evaluate on")
     ap.add_argument("--split", help="task.json of a compare.py task: its training/held-out episode ids")
+    ap.add_argument("--stream", default="on", choices=("on", "off", "auto"),
+                    help="TrainConfig.stream of the training phase: pixels read from disk (on) or held in memory")
+    ap.add_argument("--workers-train", type=int, default=0, help="TrainConfig.workers of the training phase")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: check the script on a CPU")
     args = ap.parse_args()
 
@@ -200,14 +203,16 @@ def main() -> None:
         from lewm_agent.train import train
 
         tr = replace(p.train, steps=steps, batch_size=batch, device=args.device, warmup_steps=max(1, steps // 20),
-                     val_every=max(1, steps // 4), ckpt_every=max(1, steps // 2), log_every=50)
+                     val_every=max(1, steps // 4), ckpt_every=max(1, steps // 2), log_every=50, stream=args.stream,
+                     workers=args.workers_train)
         reset_peak(device)
         tic = time.perf_counter()
         result = train(files["train"]["path"], run_dir, model_cfg, tr, p.plan, progress=True, split=split)
         return {"steps": result.steps, "train_seconds": result.seconds, "wall_seconds": time.perf_counter() - tic,
                 "steps_per_sec": result.steps / result.seconds, "final": result.final,
                 "peak_cuda_mib": peak_cuda_mib(device), "train_config": {"lr": tr.lr, "warmup_steps": tr.warmup_steps,
-                                                                          "batch_size": tr.batch_size}}
+                                                                          "batch_size": tr.batch_size,
+                                                                          "stream": tr.stream, "workers": tr.workers}}
 
     trained = report.phase("train", train_run, needs=60)
     if trained is None:
