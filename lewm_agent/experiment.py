@@ -193,7 +193,7 @@ def prepare_task(
         info = collect(env_id, data_path, num_episodes=episodes, policy=policy, seed=seed, env_kwargs=env_kwargs,
                        max_steps=max_steps, progress=progress, workers=workers)
     train_ids, val_ids = split_episodes(info.num_episodes, split["val_fraction"], split["split_seed"])
-    data = load_episodes(data_path)
+    data = load_episodes(data_path, stream=True)  # the pairs need the states; the pixels stay on disk
     probe = envs.make_env(env_id, **env_kwargs)
     try:
         pairs = sample_pairs(data, val_ids, protocol, env=probe.unwrapped)

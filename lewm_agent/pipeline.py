@@ -32,11 +32,12 @@ __all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline", "train_le
 
 def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = None) -> tuple[Episodes, np.ndarray, str]:
     """(episodes, ids, description): the agent's validation episodes of its training file, or every
-    episode of ``data_path`` when given (a separately collected file)."""
+    episode of ``data_path`` when given (a separately collected file). The pixels stay on disk (read
+    as indexed): the pairs need only the states, a probe or a video a few frames."""
     if data_path is None:
-        episodes = load_episodes(agent.metadata["data_path"])
+        episodes = load_episodes(agent.metadata["data_path"], stream=True)
         return episodes, np.asarray(agent.metadata["val_episodes"]), "validation episodes of the training file"
-    episodes = load_episodes(data_path)
+    episodes = load_episodes(data_path, stream=True)
     return episodes, np.arange(episodes.num_episodes), "every episode of a separate file"
 
 

@@ -493,7 +493,7 @@ def fit_policy(
                          f"{int(ep_len[train_ids].max())} frames but a sample needs horizon * frameskip + 1 = "
                          f"{need}; collect longer episodes or load the agent with a shorter horizon.")
 
-    episodes = load_episodes(data_path, validate=False)
+    episodes = load_episodes(data_path, validate=False, stream=True)  # frames read as encoded, not all held
     policy, metrics = train_policy(agent.model, episodes, train_ids, agent.action_mean, agent.action_std, H, cfg,
                                    device=agent.device, progress=progress, encode=agent.encode)
     agent.policy = policy
