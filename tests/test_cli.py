@@ -17,8 +17,9 @@ def test_collect_train_eval(tmp_path, capsys):
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
     for name in ("lewm", "random"):
         r = result[name]
-        assert r["num_episodes"] == 4 and 0 <= r["success_rate"] <= 1
-        assert r["ci95"][0] <= r["success_rate"] <= r["ci95"][1]
+        flags = [e["success"] for e in r["episodes"]]  # one per pair, each from the env's own success test
+        assert r["num_episodes"] == len(flags) == 4 and r["successes"] == sum(flags)
+        assert r["success_rate"] == sum(flags) / 4 and r["ci95"][0] <= r["success_rate"] <= r["ci95"][1]
     protocol, extra = result["lewm"]["protocol"], result["lewm"]["extra"]
     assert protocol["goal_offset"] == 25 and protocol["budget"] == 50 and extra["plan"]["samples"] == 32
     assert extra["plan_seconds_per_decision"] > 0 and result["lewm"]["env_id"] == extra["trained_env_id"]

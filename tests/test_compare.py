@@ -173,6 +173,20 @@ def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
     assert "**error**" in (run_dir / "results.md").read_text()
 
 
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
+    """Poll until ``path`` exists; fail with the run's output if ``proc`` ends or ``seconds`` pass first.
+
+    The limit is a safety net for a hung run, not a guess at how long the run takes (a loaded machine
+    is slow): the test waits for the event itself."""
+    deadline = time.time() + seconds
+    while not path.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{path} never appeared (exit {proc.wait()}):\n" + proc.stdout.read().decode()[-2000:])
+        time.sleep(0.1)
+
+
 def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "compare.py"), "--preset", "smoke", "--results", str(tmp_path),
            "--no-progress", "--methods", "random,expert,lewm", "--set", "lewm.steps=600"]
@@ -181,19 +195,18 @@ def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
     # installs no KeyboardInterrupt handler: restore the default so that the run can be interrupted
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while not (cells / "expert.json").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
-        time.sleep(0.2)
+    _wait_for(cells / "expert.json", proc, 900)
+    # interrupted on an event, not after a sleep: the lewm cell's first checkpoint (step 25 of 600) means it is
+    # inside training with something to resume from, however fast or slow the machine
     checkpoint = tmp_path / "smoke" / "work" / "TwoRoom" / "lewm" / "checkpoint" / "config.json"
-    while not checkpoint.exists():  # inside the lewm cell's training now, with something to resume from
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
-        time.sleep(0.1)
+    _wait_for(checkpoint, proc, 900)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(60)
+    proc.wait(120)
     assert not (cells / "lewm.json").exists(), "the interrupted cell left no record"
+    saved = json.loads(checkpoint.read_text())["metadata"]["train_step"]
+    assert 0 < saved < 600
     first = {name: (cells / f"{name}.json").stat().st_mtime_ns for name in ("random", "expert")}
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "random: done before" in out.stdout and "expert: done before" in out.stdout
     assert {name: (cells / f"{name}.json").stat().st_mtime_ns for name in ("random", "expert")} == first
