@@ -98,7 +98,7 @@ def cmd_collect(args) -> None:
     policy_kwargs = _json_dict(args.policy_kwargs, "--policy-kwargs")
     info = collect(args.env, args.out, num_episodes=args.episodes, policy=args.policy, seed=args.seed,
                    env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append, workers=args.workers,
-                   policy_kwargs=policy_kwargs)
+                   policy_kwargs=policy_kwargs, overwrite=args.overwrite)
     print(f"wrote {info.path}: {info.num_episodes} episodes, {info.num_frames} frames, "
           f"policy success {info.attrs.get('policy_success_rate')}")
 
@@ -117,7 +117,7 @@ def cmd_train(args) -> None:
         raise SystemExit(f"error: --time-limit {args.time_limit} must be > 0 minutes (leave it out for no limit).")
     result = train(args.data, args.out, model, tr, plan, resume=args.resume,
                    time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
-                   action_low=args.action_low, action_high=args.action_high)
+                   action_low=args.action_low, action_high=args.action_high, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one line, not one per rank
         if result.steps < tr.steps:
             print(f"stopped at step {result.steps} of {tr.steps} after {result.seconds:.0f}s (--time-limit); "
@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "are resized; default 64)")
     p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--append", action="store_true", help="add episodes to an existing file")
+    p.add_argument("--append", action="store_true",
+                   help="add episodes to an existing file (with a --seed past the file's: episode i is seeded seed + i)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file (else an existing --out is refused)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes collecting in parallel (rendering is the slow part; the file is the same for any N)")
     p.add_argument("--out", required=True, help="episode file to write (e.g. data/tworoom.h5)")
@@ -245,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (its agent, checkpoint and tb/); else a run there is refused")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop after this many minutes; continue later with --resume")
     p.add_argument("--action-low", type=float, nargs="+", metavar="LOW",

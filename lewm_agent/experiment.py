@@ -190,8 +190,9 @@ def prepare_task(
         info = validate_episode_file(data_path)
         _check_reusable(info, settings)
     except DatasetError:
+        # the run directory's own file, missing or not collected with these settings: (re)collected
         info = collect(env_id, data_path, num_episodes=episodes, policy=policy, seed=seed, env_kwargs=env_kwargs,
-                       max_steps=max_steps, progress=progress, workers=workers)
+                       max_steps=max_steps, progress=progress, workers=workers, overwrite=True)
     train_ids, val_ids = split_episodes(info.num_episodes, split["val_fraction"], split["split_seed"])
     data = load_episodes(data_path)
     probe = envs.make_env(env_id, **env_kwargs)

@@ -1,4 +1,5 @@
-"""Atomic text and JSON files: readers never see a half-written file, a crash leaves the old one."""
+"""Atomic text and JSON files (readers never see a half-written file, a crash leaves the old one), and the
+checks of an output path made before any work (so that a long run never ends in an unwritable path)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_write_text", "atomic_write_json", "OutputPathError", "check_output_dir", "check_output_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -23,3 +24,43 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, data: Any, **dumps_kwargs: Any) -> Path:
     """``atomic_write_text`` of ``json.dumps(data, indent=2, **dumps_kwargs)``."""
     return atomic_write_text(path, json.dumps(data, indent=2, **dumps_kwargs))
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot or must not be written: the message names it and what to do instead."""
+
+
+def _check_parent(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a writable directory (the rest is created)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputPathError(f"{flag} {path}: {parent} is a file, not a directory; choose another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path}: directory {parent} is not writable; choose another path.")
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a Path if it is a directory to write into (existing or creatable), else OutputPathError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{flag} {path} is a file, not a directory; choose a directory path.")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputPathError(f"{flag} {path}: the directory is not writable; choose another path.")
+    else:
+        _check_parent(path, flag)
+    return path
+
+
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """``path`` as a Path if it is a file that can be written (a new one, or an existing regular file), else
+    OutputPathError. Whether an existing file may be replaced is the caller's question."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{flag} {path} is a directory; give a file path (e.g. {path / 'out.json'}).")
+    if path.exists() and not path.is_file():
+        raise OutputPathError(f"{flag} {path} is not a regular file; choose another path.")
+    _check_parent(path, flag)
+    return path

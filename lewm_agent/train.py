@@ -24,6 +24,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ from tqdm.auto import tqdm
 from .agent import LeWMAgent, resolve_device
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
+from .files import OutputPathError, check_output_dir
 from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
                    validate_episode_file, warn_data_bounds)
 from .metrics import effective_rank, embedding_std, participation_ratio
@@ -305,6 +307,7 @@ def train(
     split: tuple[Any, Any] | None = None,
     action_low: Any = None,
     action_high: Any = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train LeWM on an HDF5 episode file and write an agent to ``out_dir/agent``.
 
@@ -324,13 +327,22 @@ def train(
         action_low, action_high: (A,) bounds the agent clips its actions to, over the file's
             ``action_low`` / ``action_high``; when neither is there they come from the data, with an
             :class:`~lewm_agent.data.EpisodeFileWarning` (:func:`lewm_agent.data.action_bounds`).
+        overwrite: replace the run in ``out_dir`` (its ``agent``, ``checkpoint`` and default ``tb``), removed
+            once the data is loaded and just before the first write. Without ``resume`` or ``overwrite``, an
+            ``out_dir`` that holds a run is refused (:class:`~lewm_agent.files.OutputPathError`) before any work.
 
     Besides its scalars, the TensorBoard log gets the model / train / plan configs as hparams.
     """
     if time_limit_s is not None and time_limit_s <= 0:
         raise ValueError(f"time_limit_s={time_limit_s} must be > 0 seconds (None: no limit).")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue the run, or replace it.")
     start_time = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)
+    held = [name for name in ("agent", "checkpoint") if (out_dir / name).exists()]
+    if held and not (resume or overwrite):
+        raise OutputPathError(f"{out_dir} already holds a run ({' and '.join(held)}/); continue it with --resume, "
+                              "replace it with --overwrite, or choose another --out.")
     plan_cfg = (plan_cfg or PlanConfig()).validate()
     rank, world, device = _setup_distributed(train_cfg.device)
     is_main = rank == 0
@@ -372,7 +384,8 @@ def train(
     ckpt_dir = out_dir / "checkpoint"
     if resume:
         if not ckpt_dir.exists():
-            raise CheckpointError(f"--resume: no checkpoint at {ckpt_dir}; start without --resume.")
+            raise CheckpointError(f"--resume: no checkpoint at {ckpt_dir}; start without --resume"
+                                  + (" (with --overwrite: it holds an agent)." if held else "."))
         config, state_dict = read_checkpoint(ckpt_dir)
         if config["model"] != dataclasses.asdict(model_cfg):
             raise CheckpointError(f"--resume: {ckpt_dir} was trained with another model config; use a new out_dir.")
@@ -396,6 +409,9 @@ def train(
     local_batch = max(1, train_cfg.batch_size // world)
     writer = None
     if is_main:
+        if overwrite:  # asked for: the old run goes only now, once the new one has its data and model
+            for old in [out_dir / "agent", ckpt_dir] + ([out_dir / "tb"] if tb_dir is None else []):
+                shutil.rmtree(old, ignore_errors=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.json").write_text(json.dumps({
             "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),

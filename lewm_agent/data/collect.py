@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lewm_agent.data.dataset import DatasetError, EpisodeFileInfo, EpisodeWriter, validate_episode_file
+from lewm_agent.files import OutputPathError, check_output_file
 
 __all__ = ["collect"]
 
@@ -122,6 +123,7 @@ def collect(
     progress: bool = True,
     workers: int = 1,
     policy_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> EpisodeFileInfo:
     """Collect ``num_episodes`` episodes of ``policy`` in ``env_id`` into the episode file ``path``.
 
@@ -134,7 +136,8 @@ def collect(
     :class:`EpisodeWriter`).
 
     File attributes: ``env_id``, ``env_kwargs`` (JSON), ``image_size``, ``action_low``,
-    ``action_high``, ``policy``, ``seed``, ``max_steps``, ``policy_success_rate`` (fraction of
+    ``action_high``, ``policy``, ``seed``, ``seed_ranges`` (JSON list of ``[first, end)`` episode seed
+    ranges of every call), ``max_steps``, ``policy_success_rate`` (fraction of
     episodes in which ``info["is_success"]`` held after some step), ``policy_successes`` and
     ``policy_mean_return`` (mean sum of rewards per episode, of this call).
     When appending, ``policy`` lists every policy used (comma-separated) and the success
@@ -150,8 +153,10 @@ def collect(
         env_kwargs: constructor arguments, e.g. ``{"image_size": 224}`` (an env that does not take
             ``image_size`` gets its frames resized, see :func:`lewm_agent.envs.make_env`).
         max_steps: cap on actions per episode (None: the env's own time limit).
-        append: add to an existing file instead of replacing it (use a different ``seed``
-            to get different episodes).
+        append: add to an existing file. Episode seeds already in the file (its ``seed_ranges``
+            attribute) are refused: use another ``seed``, at or past the last range's end.
+        overwrite: replace an existing file at ``path``. Without ``append`` or ``overwrite`` an existing
+            file is refused (:class:`~lewm_agent.files.OutputPathError`), before any work.
         progress: show a tqdm bar over episodes.
         workers: processes collecting in parallel (>= 1); the file does not depend on it.
         policy_kwargs: constructor arguments of the policy (e.g. ``{"noise_std": 2.0}`` for the
@@ -173,7 +178,14 @@ def collect(
     if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
         raise ValueError(f"policy_kwargs must be a dict of the policy's constructor arguments, got {policy_kwargs!r}")
     policy_kwargs = dict(policy_kwargs or {})
-    path = Path(path)
+    if append and overwrite:
+        raise ValueError("append and overwrite exclude each other: add to the file, or replace it.")
+    path = check_output_file(path)
+    if path.exists() and not (append or overwrite):
+        raise OutputPathError(f"{path} already exists; add episodes to it with --append, replace it with --overwrite, "
+                              "or choose another --out.")
+    if append and path.exists():
+        _check_new_seeds(path, seed, num_episodes)
     path.parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
 
     env = envs.make_env(env_id, **env_kwargs)  # collects when workers == 1; else only read
@@ -182,6 +194,26 @@ def collect(
                              workers, policy_kwargs)
     finally:
         env.close()
+
+
+def _seed_ranges(info: EpisodeFileInfo) -> list[list[int]]:
+    """``[first, end)`` episode seed ranges collected into a file (its ``seed_ranges`` attribute; none for a
+    file written before it was recorded, whose earlier calls are not known)."""
+    text = info.attrs.get("seed_ranges")
+    if isinstance(text, bytes):
+        text = text.decode()
+    return [[int(a), int(b)] for a, b in json.loads(text)] if isinstance(text, str) else []
+
+
+def _check_new_seeds(path: Path, seed: int, num_episodes: int) -> None:
+    """Refuse an append whose episode seeds ``seed .. seed + num_episodes - 1`` are already in the file:
+    episode i is a function of seed + i, so they would be the same episodes again."""
+    ranges = _seed_ranges(validate_episode_file(path))
+    clash = [r for r in ranges if seed < r[1] and r[0] < seed + num_episodes]
+    if clash:
+        end = max(r[1] for r in ranges)
+        raise ValueError(f"{path} already holds the episodes of seeds {clash[0][0]}..{clash[0][1] - 1}; appending "
+                         f"seeds {seed}..{seed + num_episodes - 1} would repeat them: pass --seed {end} (or higher).")
 
 
 def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_episodes: int, policy: str, seed: int,
@@ -199,9 +231,10 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
     pixel_space = env.observation_space["pixels"] if hasattr(env.observation_space, "spaces") else env.observation_space
     image_size = int(pixel_space.shape[0])
 
-    prev_episodes, prev_successes, policies = 0, 0, policy
+    prev_episodes, prev_successes, policies, ranges = 0, 0, policy, []
     if append and path.exists():
         old = validate_episode_file(path)
+        ranges = _seed_ranges(old)
         prev_episodes = old.num_episodes
         prev_successes = int(old.attrs.get("policy_successes", 0))
         old_policies = str(old.attrs.get("policy", "")).split(",")
@@ -214,6 +247,7 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
         "action_high": high,
         "policy": policies,
         "seed": int(seed),
+        "seed_ranges": json.dumps(ranges + [[int(seed), int(seed) + num_episodes]]),
         "max_steps": -1 if max_steps is None else int(max_steps),
         "policy_kwargs": json.dumps(policy_kwargs, sort_keys=True),
     }
