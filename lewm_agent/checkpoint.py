@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,22 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, incomplete, corrupt or does not fit the model."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that loads but deserves a look (written by another minor version of the library)."""
+
+
+def check_library_version(config: dict, where: Any) -> None:
+    """Warn (:class:`CheckpointWarning`) if ``config["library_version"]`` has another major.minor version than
+    the running library: its settings may mean something else now. (A changed format is ``format_version``'s
+    job, refused by :func:`read_checkpoint`.)"""
+    from . import __version__
+
+    written = str(config.get("library_version", ""))
+    if written and written.split(".")[:2] != __version__.split(".")[:2]:
+        warnings.warn(f"{where} was written by lewm-agent {written}, this is {__version__}: check its results, or "
+                      "retrain it with this version.", CheckpointWarning, stacklevel=3)
 
 
 def _jsonable(x: Any) -> Any:

@@ -503,6 +503,8 @@ def evaluate_on_task(
             its own, e.g. LeWM's training configs).
         hparams: more settings to record beside the task's, method and budget (nested dicts allowed).
     """
+    if hasattr(actor, "require_trained"):  # a LeWM agent with 0 optimiser steps is not reported as a result
+        actor.require_trained()
     pairs = task.pairs()
     result = evaluate(actor, task.make_env, pairs, task.protocol, video_dir=video_dir, video_episodes=video_episodes,
                       video_prefix=record.method, progress=progress)

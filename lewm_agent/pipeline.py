@@ -123,7 +123,7 @@ def evaluate_checkpoint(
     from lewm_agent import envs
 
     protocol = protocol or EvalProtocol()
-    agent = LeWMAgent.load(agent_dir, device=device, **(plan_overrides or {}))
+    agent = LeWMAgent.load(agent_dir, device=device, **(plan_overrides or {})).require_trained()
     meta = agent.metadata
     if env_id:
         env_kwargs = {"image_size": agent.obs_shape[0], **(env_kwargs or {})}

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import queue
 import shutil
 import sys
@@ -293,6 +294,26 @@ def _given_split(split: tuple[Any, Any], num_episodes: int, data_path: Any) -> t
     return train_ids, val_ids
 
 
+def _load_train_state(path: Path, device: torch.device) -> dict[str, Any]:
+    """The optimiser/scheduler/step state a checkpoint saved, or a CheckpointError naming the file and the fix
+    (missing, truncated, or not the plain tensors and numbers that ``weights_only`` loading accepts)."""
+    fix = "delete the checkpoint directory and train again without --resume (or with --overwrite)."
+    if not path.is_file():
+        raise CheckpointError(f"--resume: {path} is missing, so the optimiser state is lost; {fix}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object that is not plain data
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"--resume: {path} holds more than tensors and numbers ({first[:120]}); it was not "
+                              f"written by lewm train and is not loaded; {fix}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"--resume: {path} cannot be read ({type(e).__name__}); it is truncated or corrupt; "
+                              f"{fix}") from None
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "step"} <= set(state):
+        raise CheckpointError(f"--resume: {path} is not a training state (no optimizer/scheduler/step); {fix}")
+    return state
+
+
 def train(
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -394,7 +415,7 @@ def train(
             raise CheckpointError(f"--resume: {ckpt_dir} was trained holding out other episodes ({trained_val[:5]}... "
                                   f"against {metadata['val_episodes'][:5]}...); resume with its split or use a new out_dir.")
         load_state_checked(model, state_dict, where=f"checkpoint {ckpt_dir}")
-        state = torch.load(ckpt_dir / TRAIN_STATE, map_location=device, weights_only=True)
+        state = _load_train_state(ckpt_dir / TRAIN_STATE, device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])

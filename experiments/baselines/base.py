@@ -113,10 +113,17 @@ class PredictorActor:
 
 
 def budget_from(cls: type, budget: dict[str, Any]) -> Any:
-    """Build a method's ``Budget`` dataclass from a dict, naming unknown keys."""
+    """Build a method's ``Budget`` dataclass from a dict, naming unknown keys and values of the wrong type
+    (``--set lewm.steps=abc``); the class's own ``__post_init__`` checks the ranges."""
+    import typing
+
+    from lewm_agent.config import check_type
+
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(budget) - names
     if unknown:
         raise ValueError(f"Unknown budget settings {sorted(unknown)} for {cls.__qualname__}; known: {sorted(names)}.")
+    hints = typing.get_type_hints(cls)
+    for name, value in budget.items():  # before __post_init__, which compares numbers
+        check_type(cls.__qualname__, name, hints.get(name), value)
     return cls(**budget)
-

@@ -84,6 +84,9 @@ class Budget:
     compile: bool = False
     """``torch.compile`` the losses (sheeprl's ``algo.compile.enabled``): faster steps after minutes of compiling."""
 
+    def __post_init__(self) -> None:
+        _check_budget(self)
+
 
 BUDGETS: dict[str, dict[str, Any]] = {
     # Tests and `compare.py --preset smoke`: 6 gradient steps on tiny batches; about 6 s in all on 2 idle cores
@@ -478,7 +481,7 @@ def load_actor(ckpt_path: Path, device: str = "auto", precision: str = "auto",
 
 
 # ---------------------------------------------------------------------------------------------- the method
-@register("dreamerv3")
+@register("dreamerv3", budget=Budget)
 def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """DreamerV3 (sheeprl), online on ``task`` from pixels + goal image with the dense reward; see :class:`Budget`."""
     try:

@@ -38,6 +38,9 @@ class PPOBudget:
     save_every: int = 10_000
     """Env steps between resumable checkpoints."""
 
+    def __post_init__(self) -> None:
+        _positive(self, "timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "learning_rate", "save_every")
+
 
 @dataclass
 class SACBudget:
@@ -52,6 +55,19 @@ class SACBudget:
     gradient_steps: int = 1
     learning_rate: float = 3e-4
     save_every: int = 10_000
+
+    def __post_init__(self) -> None:
+        _positive(self, "timesteps", "buffer_size", "batch_size", "train_freq", "gradient_steps", "learning_rate",
+                  "save_every")
+        if self.learning_starts < 0:
+            raise ValueError(f"SACBudget.learning_starts must be >= 0, got {self.learning_starts}.")
+
+
+def _positive(budget: Any, *names: str) -> None:
+    """ValueError naming the first of ``names`` that is not > 0 (the types are checked by ``budget_from``)."""
+    for name in names:
+        if not getattr(budget, name) > 0:
+            raise ValueError(f"{type(budget).__name__}.{name} must be > 0, got {getattr(budget, name)!r}.")
 
 
 def _progress_callback(total: int, initial: int, save_every: int, path: Path, show: bool) -> Any:
@@ -136,13 +152,13 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
                                          "train_horizon": horizon, "policy": "MultiInputPolicy (NatureCNN per image)"})
 
 
-@register("sb3-ppo")
+@register("sb3-ppo", budget=PPOBudget)
 def sb3_ppo(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """Stable-Baselines3 PPO, online, pixels + goal image, dense reward."""
     return train_sb3("ppo", task, ctx, budget)
 
 
-@register("sb3-sac")
+@register("sb3-sac", budget=SACBudget)
 def sb3_sac(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """Stable-Baselines3 SAC, online, pixels + goal image, dense reward."""
     return train_sb3("sac", task, ctx, budget)
