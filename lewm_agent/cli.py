@@ -210,6 +210,7 @@ def cmd_probe(args) -> None:
 def cmd_policy(args) -> None:
     from .policy import PolicyConfig, fit_policy
 
+    _at_least(args, 1, "steps")
     cfg = replace(PolicyConfig(), **_parse_overrides(PolicyConfig, args.set))
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)

@@ -5,16 +5,70 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "atomic_write_json", "OutputPathError", "check_output_dir", "check_output_file"]
+__all__ = ["atomic_write_text", "atomic_write_json", "OutputPathError", "check_output_dir", "check_output_file",
+           "pid_alive", "leftovers", "remove_leftovers"]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (ours or another user's)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_TEMP_FORMS = (r"\.{name}\.tmp-(\d+)", r"\.{name}\.old-(\d+)", r"{name}\.tmp-(\d+)", r"{name}\.shard-(\d+)-\d+",
+               r"{name}\.shard-\d+-\d+\.tmp-(\d+)", r"\.{stem}\.tmp-(\d+){suffix}")
+
+
+def leftovers(path: str | os.PathLike) -> list[tuple[Path, int]]:
+    """(temporary path, pid of its writer) of every temporary file or directory the project's atomic writers
+    made beside ``path`` (``.NAME.tmp-PID``, ``.NAME.old-PID``, ``NAME.tmp-PID``, ``NAME.shard-PID-K`` and a
+    shard writer's ``NAME.shard-PID-K.tmp-PID``), alive or not."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    names = {"name": re.escape(path.name), "stem": re.escape(path.stem), "suffix": re.escape(path.suffix)}
+    forms = [re.compile(form.format(**names)) for form in _TEMP_FORMS]
+    found = []
+    for entry in path.parent.iterdir():
+        for form in forms:
+            m = form.fullmatch(entry.name)
+            if m:
+                found.append((entry, int(m.group(1))))
+                break
+    return found
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and directories beside ``path`` whose writer is dead (killed mid-write:
+    SIGKILL, a power cut); a live writer's are left alone. Returns what was deleted."""
+    removed = []
+    for entry, pid in leftovers(path):
+        if not pid_alive(pid):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path`` (parents created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)

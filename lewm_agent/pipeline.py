@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .agent import LeWMAgent
+from .checkpoint import recover_checkpoint
 from .config import ModelConfig, PlanConfig, Preset, TrainConfig, replace
 from .data import Episodes, load_episodes
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
@@ -70,6 +71,7 @@ def train_lewm_on_task(
     work_dir.mkdir(parents=True, exist_ok=True)
     tb_dir = Path(tb_dir) if tb_dir is not None else work_dir / "tb"
     clock = TrainClock(work_dir)
+    recover_checkpoint(work_dir / "checkpoint")  # before deciding to resume: a swap a killed run left half done
     if not (work_dir / "agent" / "config.json").exists():
         tic = time.perf_counter()
         result = train(task.data_path, work_dir, model_cfg, train_cfg, plan_cfg,

@@ -39,7 +39,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .agent import LeWMAgent, resolve_device
-from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
+from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, recover_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
 from .files import OutputPathError, check_output_dir
 from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
@@ -360,6 +360,8 @@ def train(
         raise ValueError("resume and overwrite exclude each other: continue the run, or replace it.")
     start_time = time.perf_counter()
     out_dir = check_output_dir(out_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # one process puts back a swap a killed run left half done
+        recover_checkpoint(out_dir / "checkpoint")
     held = [name for name in ("agent", "checkpoint") if (out_dir / name).exists()]
     if held and not (resume or overwrite):
         raise OutputPathError(f"{out_dir} already holds a run ({' and '.join(held)}/); continue it with --resume, "

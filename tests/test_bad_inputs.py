@@ -188,3 +188,23 @@ def test_compare_refuses(case, world, capsys):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert re.search(message, lines[0]), lines[0]
     assert hashes(world) == before and not (world / "results").exists()
+
+
+def test_a_replaced_sb3_zip_is_not_loaded(tmp_path):
+    """SB3 zips hold pickles: a comparison reloads only the zips this machine's run wrote (sha256 recorded at write
+    time, outside the results directory); the same zip loads again, a changed one is refused."""
+    from experiments.baselines import CellContext, Task, UntrustedCheckpoint, get_method
+    from lewm_agent.evaluation import EvalProtocol
+
+    task = Task(name="TwoRoom", env_id="lewm/TwoRoom-v1", env_kwargs={"image_size": 64},
+                data_path=tmp_path / "unused.h5", train_episodes=[], held_out_episodes=[],
+                pairs_path=tmp_path / "unused.npz", protocol=EvalProtocol(num_episodes=2, budget=10))
+    ctx = CellContext(work_dir=tmp_path / "work", tb_dir=tmp_path / "tb", device="cpu", progress=False)
+    budget = {"timesteps": 32, "n_envs": 2, "n_steps": 16, "n_epochs": 1, "batch_size": 16}
+    get_method("sb3-ppo")(task, ctx, dict(budget))
+    again = get_method("sb3-ppo")(task, ctx, dict(budget))  # reloads its own model.zip
+    assert again.data_used >= 32
+    model = ctx.work_dir / "model.zip"
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(UntrustedCheckpoint, match="not written by a run on this machine"):
+        get_method("sb3-ppo")(task, ctx, dict(budget))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import (CellContext, Method, MethodUnavailable, PredictorActor, Task, Trained, budget_from,
-                   load_pairs, pairs_fingerprint, save_pairs)
+from .base import (CellContext, Method, MethodUnavailable, PredictorActor, Task, Trained, UntrustedCheckpoint,
+                   budget_from, load_pairs, pairs_fingerprint, require_trusted, save_pairs, trust_checkpoint)
 
-__all__ = ["METHODS", "BUDGETS", "register", "check_budget", "get_method", "Task", "CellContext", "Trained", "Method", "PredictorActor",
-           "MethodUnavailable", "budget_from", "load_pairs", "save_pairs", "pairs_fingerprint"]
+__all__ = ["METHODS", "BUDGETS", "register", "check_budget", "get_method", "Task", "CellContext", "Trained", "Method",
+           "PredictorActor", "MethodUnavailable", "UntrustedCheckpoint", "trust_checkpoint", "require_trusted",
+           "budget_from", "load_pairs", "save_pairs", "pairs_fingerprint"]
 
 METHODS: dict[str, Method] = {}
 BUDGETS: dict[str, type] = {}

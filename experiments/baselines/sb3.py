@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import register
-from .base import CellContext, MethodUnavailable, PredictorActor, Task, TrainClock, Trained, budget_from
+from .base import (CellContext, MethodUnavailable, PredictorActor, Task, TrainClock, Trained, budget_from,
+                   require_trusted, trust_checkpoint)
 
 __all__ = ["PPOBudget", "SACBudget", "train_sb3", "sb3_ppo", "sb3_sac"]
 
@@ -94,9 +95,17 @@ def _progress_callback(total: int, initial: int, save_every: int, path: Path, sh
 
 
 def _save(model: Any, path: Path) -> None:
+    """Write ``model`` to ``path`` atomically and record it as this machine's (:func:`trust_checkpoint`)."""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.zip")
     model.save(tmp)
+    trust_checkpoint(tmp)
     os.replace(tmp, path)
+
+
+def _load(cls: Any, path: Path, **kwargs: Any) -> Any:
+    """``cls.load(path)`` of a zip this machine's run wrote (a zip holds pickles: anything else is refused)."""
+    require_trusted(path)
+    return cls.load(path, **kwargs)
 
 
 def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
@@ -123,11 +132,11 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
 
     vec = make_vec_env(make, n_envs=n_envs, seed=task.seed, monitor_kwargs={"info_keywords": ("is_success",)})
     if final.exists():
-        model = cls.load(final, env=vec, device=ctx.device)
+        model = _load(cls, final, env=vec, device=ctx.device)
     else:
         tic = time.perf_counter()
         if ckpt.exists():
-            model = cls.load(ckpt, env=vec, device=ctx.device)
+            model = _load(cls, ckpt, env=vec, device=ctx.device)
         elif algo == "ppo":
             model = cls("MultiInputPolicy", vec, n_steps=b.n_steps, batch_size=b.batch_size, n_epochs=b.n_epochs,
                         learning_rate=b.learning_rate, ent_coef=b.ent_coef, seed=task.seed, device=ctx.device)

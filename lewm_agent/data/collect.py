@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+from multiprocessing.managers import SyncManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lewm_agent.data.dataset import DatasetError, EpisodeFileInfo, EpisodeWriter, validate_episode_file
-from lewm_agent.files import OutputPathError, check_output_file
+from lewm_agent.files import OutputPathError, check_output_file, remove_leftovers
 
 __all__ = ["collect"]
 
@@ -80,6 +81,32 @@ def _write_episodes(env, writer: EpisodeWriter, episodes: range, policy: str, se
         returns.append(ep.episode_return)
         on_episode(successes)
     return successes, returns
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when ``parent`` dies, even by SIGKILL (no orphan keeps collecting).
+
+    Linux asks the kernel (``PR_SET_PDEATHSIG``); elsewhere a daemon thread polls the parent's pid."""
+    import ctypes
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lewm-parent-watch", daemon=True).start()
 
 
 def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
@@ -187,6 +214,7 @@ def collect(
     if append and path.exists():
         _check_new_seeds(path, seed, num_episodes)
     path.parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
+    remove_leftovers(path)  # temporary files and shards of a collection that was killed
 
     env = envs.make_env(env_id, **env_kwargs)  # collects when workers == 1; else only read
     try:
@@ -292,7 +320,8 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
     bounds = np.linspace(0, num_episodes, workers + 1).round().astype(int)
     shards = [path.with_name(f"{path.name}.shard-{os.getpid()}-{k}") for k in range(workers)]
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
+    manager = SyncManager(ctx=ctx)
+    manager.start(_die_with_parent, (os.getpid(),))  # the manager and the workers die with this process
     queue = manager.Queue()
     jobs = [
         {"env_id": env_id, "env_kwargs": env_kwargs, "env_modules": envs.env_modules(), "policy": policy,
@@ -302,7 +331,7 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
         for k in range(workers)
     ]
     try:
-        with ctx.Pool(workers) as pool:
+        with ctx.Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             pending = pool.map_async(_collect_shard, jobs)
             done = 0
             while done < num_episodes and not (pending.ready() and queue.empty()):
