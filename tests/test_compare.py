@@ -159,18 +159,40 @@ def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
     assert "done before" in capsys.readouterr().out
 
 
-def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
+FAILING_PLUGIN = """
+from experiments.baselines import register
+
+
+@register("always-fails")
+def always_fails(task, ctx, budget):
+    raise RuntimeError("this method always fails")
+"""
+
+
+def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path, monkeypatch, capsys):
     run_dir, _, _ = smoke
+    (tmp_path / "failing_plugin.py").write_text(FAILING_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned cells get this sys.path too
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
-    code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
-                         "--methods", "random,expert,lewm", "--set", "lewm.preset=nonexistent"])
+    try:
+        code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
+                             "--methods", "random,expert,always-fails", "--plugin", "failing_plugin"])
+    finally:  # registered in this process too: gone again for the other tests
+        METHODS.pop("always-fails", None)
+        sys.modules.pop("failing_plugin", None)
     assert code == 1
     cells = {c["method"]: c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
-    assert cells["lewm"]["status"] == "error" and "nonexistent" in cells["lewm"]["message"]
+    assert cells["always-fails"]["status"] == "error" and "always fails" in cells["always-fails"]["message"]
     assert cells["random"]["status"] == cells["expert"]["status"] == "ok"
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
     assert after["random.json"] == before["random.json"] and after["expert.json"] == before["expert.json"]
     assert "**error**" in (run_dir / "results.md").read_text()
+    # a bad budget is not a failing cell: it is refused before any cell runs
+    capsys.readouterr()
+    assert compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
+                         "--methods", "random,lewm", "--set", "lewm.preset=nonexistent"]) == 2
+    assert "Budget.preset='nonexistent'" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")} == after
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
