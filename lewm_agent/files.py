@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write_text", "atomic_write_json", "OutputPathError", "check_output_dir", "check_output_file",
-           "pid_alive", "leftovers", "remove_leftovers"]
+           "pid_alive", "leftovers", "remove_leftovers", "file_fingerprint"]
 
 
 def pid_alive(pid: int) -> bool:
@@ -118,3 +118,18 @@ def check_output_file(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise OutputPathError(f"{flag} {path} is not a regular file; choose another path.")
     _check_parent(path, flag)
     return path
+
+
+def file_fingerprint(path: str | os.PathLike, block: int = 1 << 20) -> str:
+    """sha256 (hex) of a file's size and its first and last ``block`` bytes: cheap for a file of gigabytes, and
+    different for another file put at the same path (another collection, an append, a copy of another file)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        digest.update(str(size).encode())
+        for start in sorted({0, max(0, size - block)}):
+            f.seek(start)
+            digest.update(f.read(block))
+    return digest.hexdigest()

@@ -26,7 +26,7 @@ from .config import ModelConfig, PlanConfig, Preset, TrainConfig, replace
 from .data import Episodes, load_episodes
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
 from .experiment import RunRecord, Task, TrainClock, evaluate_on_task, prepare_task, record_path, run_key, task_name
-from .files import atomic_write_json
+from .files import atomic_write_json, file_fingerprint
 
 __all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline", "train_lewm_on_task"]
 
@@ -35,7 +35,15 @@ def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = No
     """(episodes, ids, description): the agent's validation episodes of its training file, or every
     episode of ``data_path`` when given (a separately collected file)."""
     if data_path is None:
-        episodes = load_episodes(agent.metadata["data_path"])
+        path, recorded = agent.metadata.get("data_path"), agent.metadata.get("data_fingerprint")
+        if not path or "val_episodes" not in agent.metadata:
+            raise ValueError("the agent records no training file and held-out episodes (it was not trained by "
+                             "lewm train); pass an episode file to evaluate on with --data FILE.")
+        if recorded and Path(path).is_file() and file_fingerprint(path) != recorded:
+            raise ValueError(f"{path} is not the file this agent was trained on (it was replaced or changed since), so "
+                             "its held-out episode ids would pick other episodes; pass the episodes to evaluate on "
+                             "with --data FILE.")
+        episodes = load_episodes(path)
         return episodes, np.asarray(agent.metadata["val_episodes"]), "validation episodes of the training file"
     episodes = load_episodes(data_path)
     return episodes, np.arange(episodes.num_episodes), "every episode of a separate file"

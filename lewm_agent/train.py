@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from .agent import LeWMAgent, resolve_device
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, recover_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
-from .files import OutputPathError, check_output_dir
+from .files import OutputPathError, check_output_dir, file_fingerprint
 from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
                    validate_episode_file, warn_data_bounds)
 from .metrics import effective_rank, embedding_std, participation_ratio
@@ -367,6 +367,8 @@ def train(
         raise OutputPathError(f"{out_dir} already holds a run ({' and '.join(held)}/); continue it with --resume, "
                               "replace it with --overwrite, or choose another --out.")
     plan_cfg = (plan_cfg or PlanConfig()).validate()
+    # recorded with the agent, so that evaluating its held-out ids on another file at this path is refused
+    data_fingerprint = file_fingerprint(data_path) if Path(data_path).is_file() else None
     rank, world, device = _setup_distributed(train_cfg.device)
     is_main = rank == 0
 
@@ -452,7 +454,7 @@ def train(
                            "train_episodes": len(train_ids), "val_episodes": len(val_ids)})
 
     def agent_config() -> dict:
-        meta = {**metadata, "train_step": step}
+        meta = {**metadata, "train_step": step, "data_fingerprint": data_fingerprint}
         return LeWMAgent.checkpoint_config(model_cfg, plan_cfg, normalizer.mean, normalizer.std,
                                            action_low, action_high, (H, W, 3), meta)
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from lewm_agent.cli import main
+from lewm_agent.data import collect
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,9 @@ def world(tmp_path_factory, tiny_data, tiny_run):
     """A directory of things a user already made: an episode file, a finished run, a file and a directory."""
     root = tmp_path_factory.mktemp("bad-inputs")
     shutil.copy(tiny_data, root / "data.h5")
+    # another episode file at the path an agent was trained on (collected again: other episodes)
+    collect("lewm/TwoRoom-v0", root / "replaced.h5", num_episodes=3, seed=50, env_kwargs={"image_size": 32},
+            max_steps=30, progress=False)
     shutil.copytree(tiny_run, root / "run")
     (root / "file.txt").write_text("not a directory\n")
     (root / "dir").mkdir()
@@ -38,6 +42,7 @@ def world(tmp_path_factory, tiny_data, tiny_run):
         "nan-mean": lambda c: c["agent"].update(action_mean=[float("nan"), 0.0]),
         "str-history": lambda c: c["model"].update(history="2"),
         "no-agent": lambda c: c.pop("agent"),
+        "replaced-data": lambda c: c["metadata"].update(data_path=str(root / "replaced.h5")),
     }.items():
         shutil.copytree(tiny_run / "agent", root / f"agent-{name}")
         config = json.loads((root / f"agent-{name}" / "config.json").read_text())
@@ -133,6 +138,8 @@ CASES = {
     "eval an agent with a string history": (["eval", "--agent", "{root}/agent-str-history"],
                                             r"history must be an integer, got '2'"),
     "eval an agent without its agent section": (["eval", "--agent", "{root}/agent-no-agent"], r"no 'agent' entry"),
+    "eval after the training file was replaced": (["eval", "--agent", "{root}/agent-replaced-data"],
+                                                  r"replaced.h5 is not the file this agent was trained on.*--data"),
 }
 if not torch.cuda.is_available():
     CASES["train --device cuda without a GPU"] = (TRAIN + ["--out", "{root}/new", "--device", "cuda"],
