@@ -27,7 +27,8 @@ import gymnasium as gym  # noqa: E402
 
 from lewm_agent.envs.experts import register_expert  # noqa: E402
 from lewm_agent.envs.goal import GoalEnv  # noqa: E402
-from lewm_agent.envs.loading import env_modules, env_spec, import_env_modules, takes_argument  # noqa: E402
+from lewm_agent.envs.loading import (env_arguments, env_modules, env_spec, import_env_modules,  # noqa: E402
+                                    takes_argument, unknown_arguments)
 from lewm_agent.envs.resize import ResizeFrames  # noqa: E402
 
 __all__ = ["ENV_IDS", "GOAL_ENV_IDS", "REWARD_ENV_IDS", "GoalEnv", "env_modules", "import_env_modules", "make_env"]
@@ -111,9 +112,14 @@ def make_env(name: str, **kwargs: Any) -> gym.Env:
     frames (``obs["pixels"]``, ``obs["goal"]``, ``render()``) are resized by :class:`ResizeFrames`.
 
     Raises:
-        ValueError: unknown id (listing :data:`ENV_IDS` and close matches) or a module that cannot be imported.
+        ValueError: unknown id (listing :data:`ENV_IDS` and close matches), a module that cannot be imported, or
+            an argument the env does not take (listing those it does).
     """
     spec = env_spec(name, known=ENV_IDS)
+    unknown = unknown_arguments(spec, [k for k in kwargs if k != "image_size"])
+    if unknown:
+        raise ValueError(f"env {name} takes no argument {unknown[0]!r} (env kwargs); its arguments: "
+                         f"{', '.join(env_arguments(spec)) or 'none'}.")
     size = kwargs.get("image_size")
     if size is None or takes_argument(spec, "image_size"):
         return gym.make(name, **kwargs)

@@ -99,3 +99,30 @@ def takes_argument(spec: EnvSpec, argument: str) -> bool:
     except (TypeError, ValueError):
         return False
     return argument in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+GYM_MAKE_ARGUMENTS = ("max_episode_steps", "disable_env_checker", "render_mode", "autoreset", "apply_api_compatibility")
+"""Keywords ``gym.make`` takes itself (``render_mode`` is passed on only to an env that takes it)."""
+
+
+def unknown_arguments(spec: EnvSpec, arguments: Iterable[str]) -> list[str]:
+    """The names among ``arguments`` that neither the entry point of ``spec`` nor ``gym.make`` takes (none when
+    the entry point takes ``**kwargs`` or has no readable signature: then nothing can be told from outside)."""
+    entry = import_path(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    try:
+        params = inspect.signature(entry).parameters
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return [a for a in arguments if a not in params and a not in GYM_MAKE_ARGUMENTS]
+
+
+def env_arguments(spec: EnvSpec) -> list[str]:
+    """The keyword arguments the entry point of ``spec`` names (for error messages; empty if unreadable)."""
+    entry = import_path(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+    try:
+        params = inspect.signature(entry).parameters
+    except (TypeError, ValueError):
+        return []
+    return [n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

@@ -53,7 +53,8 @@ print(validate_episode_file(out / "my_episodes.h5"))
 
 # 2. train (the `tiny` preset with 32x32 inputs; use `cpu` or `paper` for real work)
 p = preset("tiny")
-result = train(out / "my_episodes.h5", out / "run", p.model, replace(p.train, steps=args.steps), p.plan)
+# overwrite=True: running the example again replaces its run (without it, an existing run is refused)
+result = train(out / "my_episodes.h5", out / "run", p.model, replace(p.train, steps=args.steps), p.plan, overwrite=True)
 
 # 3. plan
 agent = LeWMAgent.load(result.agent_dir)

@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.baselines import METHODS, Task  # noqa: E402
+from experiments.baselines import METHODS, Task, check_budget  # noqa: E402
 from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
 from experiments.cells import cell_path, execute_cell, load_cell  # noqa: E402
 from experiments.report import find_block, markdown_table, task_table, update_block, write_reports  # noqa: E402
@@ -373,6 +373,34 @@ def main(argv: list[str] | None = None) -> int:
                              "(the README's `tasks` table: --preset tasks --readme README.md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    from lewm_agent.cli import sigterm_as_interrupt, user_error
+
+    try:
+        with sigterm_as_interrupt():
+            return _main(parser, args)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to continue (finished cells are kept)", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # this module's own refusals: one line, exit code 2 (argparse's exit as it is)
+        if not isinstance(e.code, str):
+            raise
+        print(e.code if e.code.startswith("error: ") else f"error: {e.code}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a user's error is one line, a bug keeps its traceback
+        message = user_error(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """:func:`main` once the arguments are parsed."""
+    for name in ("episodes", "eval_episodes", "eval_budget", "workers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} {getattr(args, name)} must be >= 1.")
+    if args.video_episodes is not None and args.video_episodes < 0:
+        raise SystemExit(f"error: --video-episodes {args.video_episodes} must be >= 0.")
     run_dir = Path(args.results) / (args.run_name or args.preset)
     block = f"{run_dir.name}-table"
     if args.readme:  # checked before any work starts
@@ -382,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--readme: {e}")
 
     for module in args.plugin:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise SystemExit(f"error: --plugin {module}: {e}; pass an importable module that registers methods.") from None
     if args.env_module:
         from lewm_agent import envs
 
@@ -402,8 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     cfg = apply_overrides(dataclasses.replace(cfg, **over), args.set)
-    for task in cfg.tasks:  # an unknown task (or env id) stops here, before any work
-        cfg.spec(task)
+    for task in cfg.tasks:  # an unknown task (or env id) or a bad budget stops here, before any work
+        _, spec = cfg.spec(task)
+        for method in cfg.methods:
+            if method in METHODS:
+                check_budget(method, cfg.budget(spec, method))
     tic = time.perf_counter()
     records = run(cfg, run_dir, progress=not args.no_progress, plugins=args.plugin)
     print("\n" + markdown_table(records))

@@ -260,7 +260,7 @@ def prepare_data(study: Study, variants: list[Variant], root: Path, progress: bo
             pass
         path.parent.mkdir(parents=True, exist_ok=True)
         collect(study.env_id, path, num_episodes=episodes, policy=study.policy, seed=seed, progress=progress,
-                workers=study.workers,
+                workers=study.workers, overwrite=True,
                 env_kwargs={**study.env_kwargs, **v.env_kwargs, "image_size": v.image_size}, policy_kwargs=policy_kwargs)
 
 

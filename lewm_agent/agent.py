@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
+from .checkpoint import CheckpointError, check_library_version, load_state_checked, read_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, config_from_dict, replace
 from .data.actions import ActionNormalizer
 from .model import LeWM
@@ -52,10 +52,22 @@ POLICY_PREFIX = "policy."
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA if available, else CPU; anything else as torch understands it."""
+    """``auto`` -> CUDA if available, else CPU; anything else as torch understands it.
+
+    Raises:
+        ValueError: a name torch does not know (``banana``), or a CUDA device this machine does not have.
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index or 0) >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s); use --device auto or cpu.")
+    return resolved
 
 
 @dataclass
@@ -126,6 +138,8 @@ class LeWMAgent:
         for name, arr in arrays.items():
             if np.asarray(arr).shape != (A,):
                 raise ValueError(f"LeWMAgent: {name} must have shape ({A},) (model action_dim), got {np.asarray(arr).shape}.")
+            if not np.isfinite(np.asarray(arr, np.float64)).all():
+                raise ValueError(f"LeWMAgent: {name} must be finite, got {np.asarray(arr)}.")
         if np.any(np.asarray(action_std) <= 0):
             raise ValueError(f"LeWMAgent: action_std must be > 0, got {np.asarray(action_std)}.")
         try:
@@ -162,12 +176,29 @@ class LeWMAgent:
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", **plan_overrides: Any) -> "LeWMAgent":
         """Load an agent saved by :meth:`save` (or by ``lewm train``). ``plan_overrides`` replace PlanConfig fields."""
         config, state_dict = read_checkpoint(path)
+        where = Path(path) / "config.json"
         try:
             model_cfg = config_from_dict(ModelConfig, config["model"])
-            plan_cfg = replace(config_from_dict(PlanConfig, config["plan"]), **plan_overrides)
+            plan_cfg = config_from_dict(PlanConfig, config["plan"])
             agent_cfg = config["agent"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"Checkpoint config {Path(path) / 'config.json'} is malformed: {e}") from e
+            arrays = {name: np.asarray(agent_cfg[name], dtype=np.float64)
+                      for name in ("action_mean", "action_std", "action_low", "action_high")}
+            obs_shape = tuple(int(s) for s in agent_cfg["obs_shape"])
+        except KeyError as e:
+            raise CheckpointError(f"Checkpoint config {where} is malformed: it has no {e.args[0]!r} entry; "
+                                  "re-save or retrain the checkpoint.") from None
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"Checkpoint config {where} is malformed: {e}") from None
+        for name, arr in arrays.items():
+            if not np.isfinite(arr).all():
+                raise CheckpointError(f"Checkpoint config {where}: agent.{name} holds NaN or infinity ({arr.tolist()}); "
+                                      "the checkpoint is corrupt: re-save or retrain it.")
+        bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"Checkpoint {path}: {len(bad)} weight tensor(s) hold NaN or infinity (first: {bad[0]}); "
+                                  "the training diverged or the file is corrupt: retrain it.")
+        check_library_version(config, where)
+        plan_cfg = replace(plan_cfg, **plan_overrides)  # the caller's settings: their errors are the caller's
         policy_state = {k[len(POLICY_PREFIX):]: v for k, v in state_dict.items() if k.startswith(POLICY_PREFIX)}
         model_state = {k: v for k, v in state_dict.items() if not k.startswith(POLICY_PREFIX)}
         model = LeWM(model_cfg)
@@ -183,11 +214,11 @@ class LeWMAgent:
             load_state_checked(policy, policy_state, where=f"checkpoint {path} (policy)")
         return cls(
             model,
-            action_mean=np.asarray(agent_cfg["action_mean"]),
-            action_std=np.asarray(agent_cfg["action_std"]),
-            action_low=np.asarray(agent_cfg["action_low"]),
-            action_high=np.asarray(agent_cfg["action_high"]),
-            obs_shape=tuple(agent_cfg["obs_shape"]),
+            action_mean=arrays["action_mean"],
+            action_std=arrays["action_std"],
+            action_low=arrays["action_low"],
+            action_high=arrays["action_high"],
+            obs_shape=obs_shape,
             plan=plan_cfg,
             device=device,
             metadata=config.get("metadata", {}),
@@ -276,6 +307,8 @@ class LeWMAgent:
             arrays[key] = x
         pixels, goal = arrays["pixels"], arrays["goal"]
         batched = pixels.ndim == 4
+        if batched and pixels.shape[0] == 0:
+            raise ValueError("LeWMAgent: the observation batch holds 0 envs; pass at least one observation.")
         if goal.shape != pixels.shape:
             raise ValueError(f"LeWMAgent: obs['goal'] shape {goal.shape} differs from obs['pixels'] {pixels.shape}.")
         if not batched:
@@ -448,9 +481,28 @@ class LeWMAgent:
         if n != len(self.envs):
             self.envs = [EnvState() for _ in range(n)]
         if episode_start is not None:
-            for i in np.flatnonzero(np.asarray(episode_start, dtype=bool).reshape(-1)):
+            starts = np.asarray(episode_start).reshape(-1)
+            if len(starts) != n:
+                raise ValueError(f"LeWMAgent.predict: episode_start has {len(starts)} entries for a batch of {n} envs; "
+                                 "pass one flag per env (or None).")
+            for i in np.flatnonzero(starts.astype(bool)):
                 self.envs[i] = EnvState()
         return self.act(observation), state
+
+    @property
+    def train_steps(self) -> int | None:
+        """Optimiser steps the world model was trained for (``metadata["train_step"]``, which ``lewm train``
+        records); None for an agent saved without it (built by hand, or by an older version)."""
+        steps = self.metadata.get("train_step")
+        return None if steps is None else int(steps)
+
+    def require_trained(self, what: str = "evaluate") -> "LeWMAgent":
+        """Self, or a ValueError if the agent records 0 optimiser steps: its results would be an untrained
+        model's, reported as if it were trained."""
+        if self.train_steps == 0:
+            raise ValueError(f"cannot {what} an untrained agent (0 optimiser steps); train it first "
+                             "(lewm train --steps N with N >= 1).")
+        return self
 
     @property
     def seconds_per_plan(self) -> float:

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,22 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, incomplete, corrupt or does not fit the model."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that loads but deserves a look (written by another minor version of the library)."""
+
+
+def check_library_version(config: dict, where: Any) -> None:
+    """Warn (:class:`CheckpointWarning`) if ``config["library_version"]`` has another major.minor version than
+    the running library: its settings may mean something else now. (A changed format is ``format_version``'s
+    job, refused by :func:`read_checkpoint`.)"""
+    from . import __version__
+
+    written = str(config.get("library_version", ""))
+    if written and written.split(".")[:2] != __version__.split(".")[:2]:
+        warnings.warn(f"{where} was written by lewm-agent {written}, this is {__version__}: check its results, or "
+                      "retrain it with this version.", CheckpointWarning, stacklevel=3)
 
 
 def _jsonable(x: Any) -> Any:
@@ -50,6 +67,7 @@ def write_checkpoint(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(path)  # a swap a dead process left half done, and its temporary directories
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     old = path.parent / f".{path.name}.old-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -75,6 +93,35 @@ def write_checkpoint(
             os.replace(old, path)
         raise
     return path
+
+
+def recover_checkpoint(path: str | os.PathLike) -> bool:
+    """Finish the swap of a process that died inside :func:`write_checkpoint`, then delete dead writers' leftovers.
+
+    A swap renames ``path`` to ``.NAME.old-PID``, then the complete new ``.NAME.tmp-PID`` to ``path``. A process
+    killed between the two renames leaves no ``path``: the new checkpoint (complete: it is renamed only once
+    written and synced) is then put in place, or, without it, the old one. Temporary directories of dead
+    writers are deleted afterwards. Returns whether a checkpoint was put back at ``path``.
+    """
+    from .files import leftovers, pid_alive, remove_leftovers
+
+    path = Path(path)
+    restored = False
+    if not path.exists():
+        dead = {entry.name: entry for entry, pid in leftovers(path) if not pid_alive(pid) and entry.is_dir()}
+        olds = sorted((e for n, e in dead.items() if n.startswith(f".{path.name}.old-")),
+                      key=lambda e: e.stat().st_mtime, reverse=True)
+        for old in olds:  # the newest interrupted swap: its new checkpoint, else its old one
+            new = dead.get(old.name.replace(".old-", ".tmp-", 1))
+            for candidate in (new, old):
+                if candidate is not None and (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
+                    os.replace(candidate, path)
+                    restored = True
+                    break
+            if restored:
+                break
+    remove_leftovers(path)
+    return restored
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 import typing
 import warnings
 from pathlib import Path
@@ -14,25 +17,44 @@ from typing import Any
 from .config import PRESETS, ModelConfig, PlanConfig, TrainConfig, preset, replace
 
 
+class UsageError(ValueError):
+    """A bad command line: the message names the flag and the fix (printed as one line, exit code 2)."""
+
+
+BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
 def _parse_overrides(cls, items: list[str] | None) -> dict[str, Any]:
-    """``["lr=1e-3", "history=3"]`` -> typed dict for dataclass ``cls``; unknown keys fail loudly."""
+    """``["lr=1e-3", "history=3"]`` -> typed dict for dataclass ``cls``; unknown keys and bad values fail loudly."""
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"error: override {item!r} is not KEY=VALUE (e.g. lr=1e-3).")
+            raise UsageError(f"override {item!r} is not KEY=VALUE (e.g. lr=1e-3).")
         key, value = item.split("=", 1)
         if key not in hints:
-            raise SystemExit(f"error: {cls.__name__} has no field {key!r}; fields: {', '.join(sorted(hints))}.")
+            raise UsageError(f"{cls.__name__} has no field {key!r}; fields: {', '.join(sorted(hints))}.")
         kind = hints[key]
         if kind is bool:
-            out[key] = value.lower() in ("1", "true", "yes", "on")
+            if value.strip().lower() not in BOOLEANS:
+                raise UsageError(f"{cls.__name__}.{key} expects true or false, got {value!r}.")
+            out[key] = BOOLEANS[value.strip().lower()]
         else:
             try:
                 out[key] = kind(value)
             except (TypeError, ValueError):
-                raise SystemExit(f"error: {cls.__name__}.{key} expects {getattr(kind, '__name__', kind)}, got {value!r}.")
+                raise UsageError(f"{cls.__name__}.{key} expects {getattr(kind, '__name__', kind)}, got {value!r}.") from None
     return out
+
+
+def _at_least(args: argparse.Namespace, minimum: int, *names: str) -> None:
+    """UsageError naming the first flag among ``names`` (attribute names) given below ``minimum``."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < minimum:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} {value} must be >= {minimum}" + (" (leave it out for the default)." if
+                             name in ("steps", "episodes") else "."))
 
 
 def _add_protocol_args(p: argparse.ArgumentParser) -> None:
@@ -55,21 +77,23 @@ def _add_env_module_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _json_dict(text: str | None, flag: str) -> dict[str, Any]:
-    """A JSON object given on the command line (``{}`` when absent), or SystemExit naming the flag."""
+    """A JSON object given on the command line (``{}`` when absent), or UsageError naming the flag."""
     if not text:
         return {}
     try:
         value = json.loads(text)
     except ValueError as e:
-        raise SystemExit(f"error: {flag} is not JSON ({e}); pass e.g. '{{\"glow\": 0.15}}'.") from None
+        raise UsageError(f"{flag} is not JSON ({e}); pass e.g. '{{\"glow\": 0.15}}'.") from None
     if not isinstance(value, dict):
-        raise SystemExit(f"error: {flag} must be a JSON object, got {text!r}.")
+        raise UsageError(f"{flag} must be a JSON object such as '{{\"glow\": 0.15}}', got {text!r}.")
     return value
 
 
 def _protocol(args):
     from .evaluation import EvalProtocol
 
+    _at_least(args, 1, "eval_episodes", "goal_offset", "budget")
+    _at_least(args, 0, "video")
     return EvalProtocol(num_episodes=args.eval_episodes, goal_offset=args.goal_offset, budget=args.budget,
                         seed=args.eval_seed)
 
@@ -93,12 +117,17 @@ def _summary(records: dict[str, Any]) -> str:
 def cmd_collect(args) -> None:
     from .data import collect
 
+    _at_least(args, 1, "episodes", "workers", "max_steps")
+    _at_least(args, 8, "image_size")
     env_kwargs = _json_dict(args.env_kwargs, "--env-kwargs")
-    env_kwargs.setdefault("image_size", args.image_size)
+    if args.image_size is not None and env_kwargs.get("image_size", args.image_size) != args.image_size:
+        raise UsageError(f"--image-size {args.image_size} and --env-kwargs image_size {env_kwargs['image_size']} "
+                         "disagree; give the frame size once.")
+    env_kwargs.setdefault("image_size", 64 if args.image_size is None else args.image_size)
     policy_kwargs = _json_dict(args.policy_kwargs, "--policy-kwargs")
     info = collect(args.env, args.out, num_episodes=args.episodes, policy=args.policy, seed=args.seed,
                    env_kwargs=env_kwargs, max_steps=args.max_steps, append=args.append, workers=args.workers,
-                   policy_kwargs=policy_kwargs)
+                   policy_kwargs=policy_kwargs, overwrite=args.overwrite)
     print(f"wrote {info.path}: {info.num_episodes} episodes, {info.num_frames} frames, "
           f"policy success {info.attrs.get('policy_success_rate')}")
 
@@ -106,6 +135,7 @@ def cmd_collect(args) -> None:
 def cmd_train(args) -> None:
     from .train import train
 
+    _at_least(args, 1, "steps", "batch_size")
     p = preset(args.preset)
     model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
     tr = replace(p.train, **_parse_overrides(TrainConfig, args.train))
@@ -113,11 +143,11 @@ def cmd_train(args) -> None:
         if getattr(args, field) is not None:
             tr = replace(tr, **{field: getattr(args, field)})
     plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise SystemExit(f"error: --time-limit {args.time_limit} must be > 0 minutes (leave it out for no limit).")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise UsageError(f"--time-limit {args.time_limit} must be > 0 minutes (leave it out for no limit).")
     result = train(args.data, args.out, model, tr, plan, resume=args.resume,
                    time_limit_s=None if args.time_limit is None else 60 * args.time_limit,
-                   action_low=args.action_low, action_high=args.action_high)
+                   action_low=args.action_low, action_high=args.action_high, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one line, not one per rank
         if result.steps < tr.steps:
             print(f"stopped at step {result.steps} of {tr.steps} after {result.seconds:.0f}s (--time-limit); "
@@ -127,11 +157,12 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .files import atomic_write_json
+    from .files import atomic_write_json, check_output_file
     from .pipeline import evaluate_checkpoint
 
-    out = Path(args.out) if args.out else Path(args.agent).parent / "eval.json"
-    records = evaluate_checkpoint(args.agent, _protocol(args), data_path=args.data,
+    out = check_output_file(Path(args.out) if args.out else Path(args.agent).parent / "eval.json")
+    protocol = _protocol(args)
+    records = evaluate_checkpoint(args.agent, protocol, data_path=args.data,
                                   video_dir=out.parent / "videos", video_episodes=args.video,
                                   with_random=not args.no_random, device=args.device,
                                   plan_overrides=_parse_overrides(PlanConfig, args.plan), env_id=args.env,
@@ -179,6 +210,7 @@ def cmd_probe(args) -> None:
 def cmd_policy(args) -> None:
     from .policy import PolicyConfig, fit_policy
 
+    _at_least(args, 1, "steps")
     cfg = replace(PolicyConfig(), **_parse_overrides(PolicyConfig, args.set))
     if args.steps is not None:
         cfg = replace(cfg, steps=args.steps)
@@ -192,6 +224,11 @@ def cmd_policy(args) -> None:
 def cmd_run(args) -> None:
     from .pipeline import run_pipeline
 
+    from .files import check_output_dir
+
+    _at_least(args, 1, "steps", "episodes", "workers", "max_steps")
+    check_output_dir(args.out)
+    protocol = _protocol(args)
     p = preset(args.preset)
     if args.steps is not None:
         p.train = replace(p.train, steps=args.steps)
@@ -202,7 +239,7 @@ def cmd_run(args) -> None:
     env_id = args.env or p.env_id or "lewm/TwoRoom-v1"
     records = run_pipeline(p, args.out, env_id=env_id, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
                           policy=args.policy or p.policy,
-                          protocol=_protocol(args), video_episodes=args.video, plan=plan,
+                          protocol=protocol, video_episodes=args.video, plan=plan,
                           workers=args.workers, max_steps=args.max_steps)
     print(_summary(records))
     lewm = records["lewm"]
@@ -224,12 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy-kwargs", default=None,
                    help='JSON dict of policy arguments, e.g. \'{"noise_std": 2.0, "repeat_prob": 0}\' (TwoRoom expert)')
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64,
+    p.add_argument("--image-size", type=int, default=None,
                    help="side of the square frames, pixels (passed to an env that takes image_size, else its frames "
-                        "are resized; default 64)")
+                        "are resized; default 64, or the image_size of --env-kwargs)")
     p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
     p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--append", action="store_true", help="add episodes to an existing file")
+    p.add_argument("--append", action="store_true",
+                   help="add episodes to an existing file (with a --seed past the file's: episode i is seeded seed + i)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file (else an existing --out is refused)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes collecting in parallel (rendering is the slow part; the file is the same for any N)")
     p.add_argument("--out", required=True, help="episode file to write (e.g. data/tworoom.h5)")
@@ -245,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (its agent, checkpoint and tb/); else a run there is refused")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="checkpoint and stop after this many minutes; continue later with --resume")
     p.add_argument("--action-low", type=float, nargs="+", metavar="LOW",
@@ -320,11 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(default):
-    """``warnings.showwarning`` that prints the library's own warnings as one ``warning: ...`` line."""
+    """``warnings.showwarning`` that prints the library's own warnings (episode files, checkpoints) as one
+    ``warning: ...`` line."""
 
     def show(message, category, filename, lineno, file=None, line=None):
         dataset = sys.modules.get("lewm_agent.data.dataset")  # not imported: not its warning (and no torch import)
-        if dataset is not None and issubclass(category, dataset.EpisodeFileWarning):
+        checkpoint = sys.modules.get("lewm_agent.checkpoint")
+        if ((dataset is not None and issubclass(category, dataset.EpisodeFileWarning))
+                or (checkpoint is not None and issubclass(category, checkpoint.CheckpointWarning))):
             print(f"warning: {message}", file=sys.stderr if file is None else file)
         else:
             default(message, category, filename, lineno, file, line)
@@ -332,18 +376,61 @@ def _show_warning(default):
     return show
 
 
+def user_error(e: BaseException) -> str | None:
+    """The one-line message of an error a user's input caused, or None for a bug (which keeps its traceback).
+
+    User errors: the library's own (every one is a ValueError: configs, checkpoints, episode files, output
+    paths, tasks, command lines), a KeyError whose text is a sentence (an unknown name; a bare key is a bug),
+    and the file-system errors a path can cause (missing, a directory, not writable...)."""
+    if isinstance(e, ValueError):
+        text = str(e)
+    elif isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) and " " in e.args[0]:
+        text = e.args[0]
+    elif isinstance(e, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        text = f"{e.strerror or e}: {e.filename}" if e.filename else str(e)
+    else:
+        return None
+    return " ".join(text.split()) or type(e).__name__
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises KeyboardInterrupt as Ctrl-C does, so that a terminated command cleans up
+    (temporary files and directories, worker processes) the same way. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning(warnings.showwarning)
         try:
-            if getattr(args, "env_module", None):
-                from lewm_agent import envs
+            with sigterm_as_interrupt():
+                if getattr(args, "env_module", None):
+                    from lewm_agent import envs
 
-                envs.import_env_modules(args.env_module)
-            code = args.func(args)
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
+                    envs.import_env_modules(args.env_module)
+                code = args.func(args)
+        except KeyboardInterrupt:
+            print("interrupted; a partial run continues with --resume (train) or is left as it was (collect)",
+                  file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001 - sorted below: a user's error is one line, a bug keeps its traceback
+            message = user_error(e)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
             return 2
     return code or 0
 

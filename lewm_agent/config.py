@@ -15,10 +15,14 @@ docstring says otherwise.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "check_fields",
+    "check_type",
     "ModelConfig",
     "TrainConfig",
     "PlanConfig",
@@ -28,6 +32,42 @@ __all__ = [
     "PRESETS",
     "preset",
 ]
+
+
+def check_type(owner: str, name: str, kind: Any, value: Any) -> None:
+    """ValueError ``owner.name must be ...`` unless ``value`` is a ``kind`` (``bool``, ``int``, ``float`` or ``str``;
+    an int is a valid float, a bool is no number, a float must be finite); other kinds are not checked."""
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+          str: lambda v: isinstance(v, str)}.get(kind)
+    if ok is not None and not ok(value):
+        what = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[kind]
+        raise ValueError(f"{owner}.{name} must be {what}, got {value!r}.")
+
+
+def check_fields(cfg: Any, rules: dict[str, tuple] | None = None) -> None:
+    """ValueError naming the first field of dataclass ``cfg`` whose value has the wrong type or breaks its rule.
+
+    Types come from the annotations (:func:`check_type`). ``rules`` map a field to ``(">=", bound)``,
+    ``(">", bound)``, ``("in", choices)`` or ``("range", low, high)`` (``low <= x < high``). Run by each
+    config's ``__post_init__``, so a bad value is refused where it enters: a constructor, ``replace``, a
+    command-line override or a checkpoint's config.
+    """
+    name_of = type(cfg).__name__
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        check_type(name_of, f.name, hints.get(f.name), getattr(cfg, f.name))
+    for name, rule in (rules or {}).items():
+        value, op = getattr(cfg, name), rule[0]
+        if op == ">=" and not value >= rule[1]:
+            raise ValueError(f"{name_of}.{name} must be >= {rule[1]}, got {value!r}.")
+        if op == ">" and not value > rule[1]:
+            raise ValueError(f"{name_of}.{name} must be > {rule[1]}, got {value!r}.")
+        if op == "in" and value not in rule[1]:
+            raise ValueError(f"{name_of}.{name}={value!r}: choose one of {list(rule[1])}.")
+        if op == "range" and not rule[1] <= value < rule[2]:
+            raise ValueError(f"{name_of}.{name} must be in [{rule[1]}, {rule[2]}), got {value!r}.")
 
 
 @dataclass
@@ -101,8 +141,19 @@ class ModelConfig:
         """Kept frames in a training clip: ``history`` inputs + 1 target step."""
         return self.history + 1
 
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "image_size": (">=", 8), "patch_size": (">=", 1), "enc_pos_embed": ("in", ("learned", "sincos")),
+            "enc_readout": ("in", ("cls", "flatten")), "pred_dropout": ("range", 0.0, 1.0),
+            "sigreg_lambda": (">=", 0), "sigreg_knots": (">=", 2), "sigreg_t_max": (">", 0),
+            **{name: (">=", 1) for name in ("enc_width", "enc_depth", "enc_heads", "enc_mlp_dim", "latent_dim",
+                                            "projector_hidden", "pred_width", "pred_depth", "pred_heads",
+                                            "pred_head_dim", "pred_mlp_dim", "action_dim", "frameskip", "history",
+                                            "sigreg_projections")}})
+
     def validate(self) -> "ModelConfig":
         """Raise ``ValueError`` naming the bad field; return self for chaining."""
+        self.__post_init__()  # fields may have been assigned since construction
         if self.image_size % self.patch_size != 0:
             raise ValueError(
                 f"ModelConfig.image_size={self.image_size} is not a multiple of "
@@ -195,6 +246,25 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name}={value!r} must be an integer >= 0.")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.cpu_bf16, bool) or isinstance(self.cpu_bf16, str):  # booleans and their spellings
+            self.cpu_bf16 = _ON_OFF.get(str(self.cpu_bf16).strip().lower(), self.cpu_bf16)
+        check_fields(self, {
+            "steps": (">=", 1), "batch_size": (">=", 1), "lr": (">", 0), "min_lr_ratio": ("range", 0.0, 1.0 + 1e-12),
+            "weight_decay": (">=", 0), "warmup_steps": (">=", 0), "grad_clip": (">", 0),
+            "val_fraction": ("range", 1e-12, 1.0), "log_every": (">=", 1), "val_every": (">=", 1),
+            "ckpt_every": (">=", 1), "cpu_bf16": ("in", CPU_BF16_CHOICES)})
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError`` naming the bad field; return self for chaining."""
+        self.__post_init__()
+        return self
+
+
+CPU_BF16_CHOICES = ("auto", "on", "off")
+_ON_OFF = {"auto": "auto", "on": "on", "true": "on", "1": "on", "yes": "on",
+           "off": "off", "false": "off", "0": "off", "no": "off"}
 
 
 PLANNERS = ("cem", "mppi", "adam")
@@ -353,6 +423,14 @@ class PlanConfig:
     """Arithmetic of encoding and planning: ``fp32``, ``bf16`` (autocast) or ``auto`` = bf16 where
     the device multiplies bf16 faster (measured once per process, see :mod:`lewm_agent.precision`)."""
 
+    def __post_init__(self) -> None:
+        check_fields(self, {
+            "planner": ("in", PLANNERS), "mode": ("in", PLAN_MODES), "cost": ("in", ("terminal", "all")),
+            "select": ("in", ("mean", "best")), "precision": ("in", ("auto", "fp32", "bf16")),
+            "init_std": (">", 0), "min_std": (">=", 0), "noise_beta": (">=", 0), "keep_elites": (">=", 0),
+            "sample_decay": (">=", 1), "early_stop_std": (">=", 0), "temperature": (">", 0), "lr": (">", 0),
+            **{name: (">=", 1) for name in ("samples", "iterations", "elites", "horizon", "receding_horizon")}})
+
     def cem(self) -> CEMConfig:
         """The CEM-only config of this plan config."""
         return CEMConfig(samples=self.samples, iterations=self.iterations, elites=self.elites,
@@ -370,6 +448,7 @@ class PlanConfig:
         return GradConfig(samples=self.samples, iterations=self.iterations, lr=self.lr, init_std=self.init_std)
 
     def validate(self) -> "PlanConfig":
+        self.__post_init__()  # fields may have been assigned since construction
         if self.planner not in PLANNERS:
             raise ValueError(f"PlanConfig.planner={self.planner!r}: choose one of {list(PLANNERS)}.")
         if self.mode not in PLAN_MODES:

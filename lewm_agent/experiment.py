@@ -190,8 +190,9 @@ def prepare_task(
         info = validate_episode_file(data_path)
         _check_reusable(info, settings)
     except DatasetError:
+        # the run directory's own file, missing or not collected with these settings: (re)collected
         info = collect(env_id, data_path, num_episodes=episodes, policy=policy, seed=seed, env_kwargs=env_kwargs,
-                       max_steps=max_steps, progress=progress, workers=workers)
+                       max_steps=max_steps, progress=progress, workers=workers, overwrite=True)
     train_ids, val_ids = split_episodes(info.num_episodes, split["val_fraction"], split["split_seed"])
     data = load_episodes(data_path, stream=True)  # the pairs need the states; the pixels stay on disk
     probe = envs.make_env(env_id, **env_kwargs)
@@ -502,6 +503,8 @@ def evaluate_on_task(
             its own, e.g. LeWM's training configs).
         hparams: more settings to record beside the task's, method and budget (nested dicts allowed).
     """
+    if hasattr(actor, "require_trained"):  # a LeWM agent with 0 optimiser steps is not reported as a result
+        actor.require_trained()
     pairs = task.pairs()
     result = evaluate(actor, task.make_env, pairs, task.protocol, video_dir=video_dir, video_episodes=video_episodes,
                       video_prefix=record.method, progress=progress)

@@ -21,11 +21,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .agent import LeWMAgent
+from .checkpoint import recover_checkpoint
 from .config import ModelConfig, PlanConfig, Preset, TrainConfig, replace
 from .data import Episodes, load_episodes
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
 from .experiment import RunRecord, Task, TrainClock, evaluate_on_task, prepare_task, record_path, run_key, task_name
-from .files import atomic_write_json
+from .files import atomic_write_json, file_fingerprint
 
 __all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline", "train_lewm_on_task"]
 
@@ -35,7 +36,15 @@ def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = No
     episode of ``data_path`` when given (a separately collected file). The pixels stay on disk (read
     as indexed): the pairs need only the states, a probe or a video a few frames."""
     if data_path is None:
-        episodes = load_episodes(agent.metadata["data_path"], stream=True)
+        path, recorded = agent.metadata.get("data_path"), agent.metadata.get("data_fingerprint")
+        if not path or "val_episodes" not in agent.metadata:
+            raise ValueError("the agent records no training file and held-out episodes (it was not trained by "
+                             "lewm train); pass an episode file to evaluate on with --data FILE.")
+        if recorded and Path(path).is_file() and file_fingerprint(path) != recorded:
+            raise ValueError(f"{path} is not the file this agent was trained on (it was replaced or changed since), so "
+                             "its held-out episode ids would pick other episodes; pass the episodes to evaluate on "
+                             "with --data FILE.")
+        episodes = load_episodes(path, stream=True)
         return episodes, np.asarray(agent.metadata["val_episodes"]), "validation episodes of the training file"
     episodes = load_episodes(data_path, stream=True)
     return episodes, np.arange(episodes.num_episodes), "every episode of a separate file"
@@ -71,6 +80,7 @@ def train_lewm_on_task(
     work_dir.mkdir(parents=True, exist_ok=True)
     tb_dir = Path(tb_dir) if tb_dir is not None else work_dir / "tb"
     clock = TrainClock(work_dir)
+    recover_checkpoint(work_dir / "checkpoint")  # before deciding to resume: a swap a killed run left half done
     if not (work_dir / "agent" / "config.json").exists():
         tic = time.perf_counter()
         result = train(task.data_path, work_dir, model_cfg, train_cfg, plan_cfg,
@@ -124,7 +134,7 @@ def evaluate_checkpoint(
     from lewm_agent import envs
 
     protocol = protocol or EvalProtocol()
-    agent = LeWMAgent.load(agent_dir, device=device, **(plan_overrides or {}))
+    agent = LeWMAgent.load(agent_dir, device=device, **(plan_overrides or {})).require_trained()
     meta = agent.metadata
     if env_id:
         env_kwargs = {"image_size": agent.obs_shape[0], **(env_kwargs or {})}

@@ -23,7 +23,9 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -37,8 +39,9 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .agent import LeWMAgent, resolve_device
-from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, write_checkpoint
+from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, recover_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
+from .files import OutputPathError, check_output_dir, file_fingerprint
 from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
                    stream_pixels, validate_episode_file, warn_data_bounds)
 from .metrics import effective_rank, embedding_std, participation_ratio
@@ -331,6 +334,26 @@ def _given_split(split: tuple[Any, Any], num_episodes: int, data_path: Any) -> t
     return train_ids, val_ids
 
 
+def _load_train_state(path: Path, device: torch.device) -> dict[str, Any]:
+    """The optimiser/scheduler/step state a checkpoint saved, or a CheckpointError naming the file and the fix
+    (missing, truncated, or not the plain tensors and numbers that ``weights_only`` loading accepts)."""
+    fix = "delete the checkpoint directory and train again without --resume (or with --overwrite)."
+    if not path.is_file():
+        raise CheckpointError(f"--resume: {path} is missing, so the optimiser state is lost; {fix}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object that is not plain data
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"--resume: {path} holds more than tensors and numbers ({first[:120]}); it was not "
+                              f"written by lewm train and is not loaded; {fix}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"--resume: {path} cannot be read ({type(e).__name__}); it is truncated or corrupt; "
+                              f"{fix}") from None
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "step"} <= set(state):
+        raise CheckpointError(f"--resume: {path} is not a training state (no optimizer/scheduler/step); {fix}")
+    return state
+
+
 def train(
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -345,6 +368,7 @@ def train(
     split: tuple[Any, Any] | None = None,
     action_low: Any = None,
     action_high: Any = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train LeWM on an HDF5 episode file and write an agent to ``out_dir/agent``.
 
@@ -364,14 +388,27 @@ def train(
         action_low, action_high: (A,) bounds the agent clips its actions to, over the file's
             ``action_low`` / ``action_high``; when neither is there they come from the data, with an
             :class:`~lewm_agent.data.EpisodeFileWarning` (:func:`lewm_agent.data.action_bounds`).
+        overwrite: replace the run in ``out_dir`` (its ``agent``, ``checkpoint`` and default ``tb``), removed
+            once the data is loaded and just before the first write. Without ``resume`` or ``overwrite``, an
+            ``out_dir`` that holds a run is refused (:class:`~lewm_agent.files.OutputPathError`) before any work.
 
     Besides its scalars, the TensorBoard log gets the model / train / plan configs as hparams.
     """
     if time_limit_s is not None and time_limit_s <= 0:
         raise ValueError(f"time_limit_s={time_limit_s} must be > 0 seconds (None: no limit).")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: continue the run, or replace it.")
     start_time = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # one process puts back a swap a killed run left half done
+        recover_checkpoint(out_dir / "checkpoint")
+    held = [name for name in ("agent", "checkpoint") if (out_dir / name).exists()]
+    if held and not (resume or overwrite):
+        raise OutputPathError(f"{out_dir} already holds a run ({' and '.join(held)}/); continue it with --resume, "
+                              "replace it with --overwrite, or choose another --out.")
     plan_cfg = (plan_cfg or PlanConfig()).validate()
+    # recorded with the agent, so that evaluating its held-out ids on another file at this path is refused
+    data_fingerprint = file_fingerprint(data_path) if Path(data_path).is_file() else None
     rank, world, device = _setup_distributed(train_cfg.device)
     is_main = rank == 0
 
@@ -414,7 +451,8 @@ def train(
     ckpt_dir = out_dir / "checkpoint"
     if resume:
         if not ckpt_dir.exists():
-            raise CheckpointError(f"--resume: no checkpoint at {ckpt_dir}; start without --resume.")
+            raise CheckpointError(f"--resume: no checkpoint at {ckpt_dir}; start without --resume"
+                                  + (" (with --overwrite: it holds an agent)." if held else "."))
         config, state_dict = read_checkpoint(ckpt_dir)
         if config["model"] != dataclasses.asdict(model_cfg):
             raise CheckpointError(f"--resume: {ckpt_dir} was trained with another model config; use a new out_dir.")
@@ -423,7 +461,7 @@ def train(
             raise CheckpointError(f"--resume: {ckpt_dir} was trained holding out other episodes ({trained_val[:5]}... "
                                   f"against {metadata['val_episodes'][:5]}...); resume with its split or use a new out_dir.")
         load_state_checked(model, state_dict, where=f"checkpoint {ckpt_dir}")
-        state = torch.load(ckpt_dir / TRAIN_STATE, map_location=device, weights_only=True)
+        state = _load_train_state(ckpt_dir / TRAIN_STATE, device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = int(state["step"])
@@ -438,6 +476,9 @@ def train(
     local_batch = max(1, train_cfg.batch_size // world)
     writer = None
     if is_main:
+        if overwrite:  # asked for: the old run goes only now, once the new one has its data and model
+            for old in [out_dir / "agent", ckpt_dir] + ([out_dir / "tb"] if tb_dir is None else []):
+                shutil.rmtree(old, ignore_errors=True)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.json").write_text(json.dumps({
             "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
@@ -457,7 +498,7 @@ def train(
                            "train_episodes": len(train_ids), "val_episodes": len(val_ids)})
 
     def agent_config() -> dict:
-        meta = {**metadata, "train_step": step}
+        meta = {**metadata, "train_step": step, "data_fingerprint": data_fingerprint}
         return LeWMAgent.checkpoint_config(model_cfg, plan_cfg, normalizer.mean, normalizer.std,
                                            action_low, action_high, (H, W, 3), meta)
 

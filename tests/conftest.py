@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# checkpoints the tests' runs write are trusted in a store of this session, not in the user's ~/.cache
+os.environ.setdefault("LEWM_TRUSTED_CHECKPOINTS", __import__("tempfile").mkdtemp(prefix="lewm-trusted-"))
 
 import pytest
 import torch

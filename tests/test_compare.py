@@ -159,18 +159,54 @@ def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
     assert "done before" in capsys.readouterr().out
 
 
-def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path):
+FAILING_PLUGIN = """
+from experiments.baselines import register
+
+
+@register("always-fails")
+def always_fails(task, ctx, budget):
+    raise RuntimeError("this method always fails")
+"""
+
+
+def test_a_failing_method_is_reported_and_loses_no_other_cell(smoke, tmp_path, monkeypatch, capsys):
     run_dir, _, _ = smoke
+    (tmp_path / "failing_plugin.py").write_text(FAILING_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned cells get this sys.path too
     before = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
-    code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
-                         "--methods", "random,expert,lewm", "--set", "lewm.preset=nonexistent"])
+    try:
+        code = compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
+                             "--methods", "random,expert,always-fails", "--plugin", "failing_plugin"])
+    finally:  # registered in this process too: gone again for the other tests
+        METHODS.pop("always-fails", None)
+        sys.modules.pop("failing_plugin", None)
     assert code == 1
     cells = {c["method"]: c for c in json.loads((run_dir / "results.json").read_text())["cells"]}
-    assert cells["lewm"]["status"] == "error" and "nonexistent" in cells["lewm"]["message"]
+    assert cells["always-fails"]["status"] == "error" and "always fails" in cells["always-fails"]["message"]
     assert cells["random"]["status"] == cells["expert"]["status"] == "ok"
     after = {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")}
     assert after["random.json"] == before["random.json"] and after["expert.json"] == before["expert.json"]
     assert "**error**" in (run_dir / "results.md").read_text()
+    # a bad budget is not a failing cell: it is refused before any cell runs
+    capsys.readouterr()
+    assert compare.main(["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress",
+                         "--methods", "random,lewm", "--set", "lewm.preset=nonexistent"]) == 2
+    assert "Budget.preset='nonexistent'" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in (run_dir / "cells" / "TwoRoom").glob("*.json")} == after
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float) -> None:
+    """Poll until ``path`` exists; fail with the run's output if ``proc`` ends or ``seconds`` pass first.
+
+    The limit is a safety net for a hung run, not a guess at how long the run takes (a loaded machine
+    is slow): the test waits for the event itself."""
+    deadline = time.time() + seconds
+    while not path.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{path} never appeared (exit {proc.wait()}):\n" + proc.stdout.read().decode()[-2000:])
+        time.sleep(0.1)
 
 
 def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
@@ -181,19 +217,18 @@ def test_killed_run_resumes_with_only_the_missing_cells(tmp_path):
     # installs no KeyboardInterrupt handler: restore the default so that the run can be interrupted
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while not (cells / "expert.json").exists():
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
-        time.sleep(0.2)
+    _wait_for(cells / "expert.json", proc, 900)
+    # interrupted on an event, not after a sleep: the lewm cell's first checkpoint (step 25 of 600) means it is
+    # inside training with something to resume from, however fast or slow the machine
     checkpoint = tmp_path / "smoke" / "work" / "TwoRoom" / "lewm" / "checkpoint" / "config.json"
-    while not checkpoint.exists():  # inside the lewm cell's training now, with something to resume from
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode()[-2000:]
-        time.sleep(0.1)
+    _wait_for(checkpoint, proc, 900)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(60)
+    proc.wait(120)
     assert not (cells / "lewm.json").exists(), "the interrupted cell left no record"
+    saved = json.loads(checkpoint.read_text())["metadata"]["train_step"]
+    assert 0 < saved < 600
     first = {name: (cells / f"{name}.json").stat().st_mtime_ns for name in ("random", "expert")}
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "random: done before" in out.stdout and "expert: done before" in out.stdout
     assert {name: (cells / f"{name}.json").stat().st_mtime_ns for name in ("random", "expert")} == first

@@ -1,6 +1,7 @@
 """DreamerV3 baseline (sheeprl): trains with the smoke budget, acts in our evaluation loop, reuses its checkpoint."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,9 @@ def test_runs_in_our_evaluation_loop(trained):
     _, infos = _batch(task, n=2)
     pairs = [StartGoalPair(0, i, info["state"], info["goal_state"]) for i, info in enumerate(infos)]
     r = evaluate(result.actor, task.make_env, pairs, task.protocol, progress=False)
-    assert r.num_episodes == 2 and 0.0 <= r.success_rate <= 1.0
+    assert r.num_episodes == 2 and r.success_rate == sum(e["success"] for e in r.episodes) / 2
+    # the actor's actions moved each dot: the goal distance changed from the start (success would end it early)
+    assert all(e["final_distance"] != e["start_distance"] for e in r.episodes), r.episodes
 
 
 def test_second_call_reuses_checkpoint(trained):
@@ -108,3 +111,19 @@ def test_bad_budget_names_the_field(tmp_path, change, field):
     with pytest.raises(ValueError, match=field):
         get_method("dreamerv3")(_task(tmp_path), ctx, {**BUDGETS["smoke"], **change})
     assert not (tmp_path / "work").exists()
+
+
+def test_a_replaced_checkpoint_is_not_loaded(trained, tmp_path):
+    """sheeprl checkpoints are pickles: one this machine's run did not write (here: the run's, changed) is refused."""
+    import shutil
+
+    from experiments.baselines import UntrustedCheckpoint
+
+    task, ctx, first, _ = trained
+    work = tmp_path / "work"
+    shutil.copytree(ctx.work_dir, work)
+    ckpt = work / Path(first.extra["checkpoint"]).relative_to(ctx.work_dir)
+    ckpt.write_bytes(ckpt.read_bytes() + b"\0")
+    with pytest.raises(UntrustedCheckpoint, match="not written by a run on this machine"):
+        get_method("dreamerv3")(task, CellContext(work_dir=work, tb_dir=tmp_path / "tb", device="cpu", progress=False),
+                                dict(BUDGETS["smoke"]))

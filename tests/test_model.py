@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from lewm_agent.config import PlanConfig, preset, replace
+from lewm_agent.config import preset, replace
 from lewm_agent.model import LeWM
 from lewm_agent.planning import cem_plan, latent_goal_cost
 
@@ -62,9 +62,21 @@ def test_actions_condition_the_prediction_after_training_starts():
 
 
 def test_rollout_uses_context_actions_with_history():
+    torch.manual_seed(0)
     m = LeWM(replace(preset("tiny").model, history=3)).eval()
+    for block in m.predictor.blocks:  # make the AdaLN-zero branches live so the actions matter
+        torch.nn.init.normal_(block.ada[1].weight, std=0.5)
+    D, Ad = m.cfg.latent_dim, m.cfg.action_block_dim
+    z_ctx, a_ctx, a_plan = torch.randn(2, 2, D), torch.randn(2, 1, Ad), torch.randn(2, 3, Ad)
+    out = m.rollout(z_ctx, a_ctx, a_plan)
+    # the first step predicts from the window (z0, z1) with the actions (a_ctx, a_plan[0]): predict()'s numbers
+    expected = m.predict(z_ctx, torch.cat([a_ctx, a_plan[:, :1]], dim=1))[:, -1]
+    assert torch.allclose(out[:, 0], expected, atol=1e-5)
+    # and another context action changes every predicted step
+    other = m.rollout(z_ctx, a_ctx + 3.0, a_plan)
+    assert all(not torch.allclose(out[:, h], other[:, h]) for h in range(3))
     with pytest.raises(ValueError, match="context action blocks"):
-        m.rollout(torch.randn(2, 2, m.cfg.latent_dim), None, torch.randn(2, 1, m.cfg.action_block_dim))
+        m.rollout(z_ctx, None, a_plan)
 
 
 def test_loss_terms_and_gradients():
@@ -114,7 +126,13 @@ def test_paper_preset_parameter_counts_train_step_and_plan():
         result = cem_plan(cost, torch.zeros(1, p.plan.horizon, p.model.action_block_dim),
                           replace(p.plan, iterations=2), generator=torch.Generator().manual_seed(0))
     assert result.actions.shape == (1, p.plan.horizon, p.model.action_block_dim)
-    assert isinstance(p.plan, PlanConfig)
+    # the plan is the search's: two iterations of the paper's 300 samples, a finite cost that is the
+    # cost of exactly the returned actions, and actions moved away from the zero initial mean
+    assert result.iterations == 2 and result.diagnostics["samples"] == [float(p.plan.samples)] * 2
+    assert torch.isfinite(result.actions).all() and torch.isfinite(result.cost).all()
+    with torch.inference_mode():
+        assert torch.allclose(cost(result.actions.unsqueeze(1))[:, 0], result.cost, rtol=1e-4, atol=1e-6)
+    assert result.actions.abs().max() > 0.01
 
 
 @pytest.mark.parametrize("context", [1, 2, 3, 5])

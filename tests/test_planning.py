@@ -227,7 +227,10 @@ def test_dispatcher_runs_each_planner_from_a_plan_config(name):
 
 
 def test_dispatcher_rejects_an_unknown_planner():
-    pc = PlanConfig(planner="random-shooting")
+    with pytest.raises(ValueError, match="planner='random-shooting'.*cem.*mppi.*adam"):
+        PlanConfig(planner="random-shooting")  # refused where it enters
+    pc = PlanConfig()
+    pc.planner = "random-shooting"  # and if assigned afterwards, by the dispatcher
     with pytest.raises(ValueError, match="cem.*mppi|adam"):
         plan(_quadratic(TARGET), torch.zeros(E, H, Ad), pc)
 

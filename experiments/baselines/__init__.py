@@ -11,25 +11,44 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import (CellContext, Method, MethodUnavailable, PredictorActor, Task, Trained, budget_from,
-                   load_pairs, pairs_fingerprint, save_pairs)
+from .base import (CellContext, Method, MethodUnavailable, PredictorActor, Task, Trained, UntrustedCheckpoint,
+                   budget_from, load_pairs, pairs_fingerprint, require_trusted, save_pairs, trust_checkpoint)
 
-__all__ = ["METHODS", "register", "get_method", "Task", "CellContext", "Trained", "Method", "PredictorActor",
-           "MethodUnavailable", "budget_from", "load_pairs", "save_pairs", "pairs_fingerprint"]
+__all__ = ["METHODS", "BUDGETS", "register", "check_budget", "get_method", "Task", "CellContext", "Trained", "Method",
+           "PredictorActor", "MethodUnavailable", "UntrustedCheckpoint", "trust_checkpoint", "require_trusted",
+           "budget_from", "load_pairs", "save_pairs", "pairs_fingerprint"]
 
 METHODS: dict[str, Method] = {}
+BUDGETS: dict[str, type] = {}
+"""Method name -> its ``Budget`` dataclass, for the methods registered with one (:func:`check_budget`)."""
 
 
-def register(name: str) -> Callable[[Method], Method]:
-    """Decorator: make ``method(task, ctx, budget) -> Trained`` available as ``name`` in compare.py."""
+def register(name: str, budget: type | None = None) -> Callable[[Method], Method]:
+    """Decorator: make ``method(task, ctx, budget) -> Trained`` available as ``name`` in compare.py.
+
+    ``budget``: the method's budget dataclass, so that a comparison checks every cell's settings before any
+    work (:func:`check_budget`); its ``__post_init__`` may check values."""
 
     def deco(fn: Method) -> Method:
         if name in METHODS and METHODS[name] is not fn:
             raise ValueError(f"A method named {name!r} is already registered.")
         METHODS[name] = fn
+        if budget is not None:
+            BUDGETS[name] = budget
         return fn
 
     return deco
+
+
+def check_budget(method: str, budget: dict) -> None:
+    """A ValueError naming the method and the bad setting if ``budget`` does not make a valid budget of
+    ``method`` (unknown fields, wrong types, values out of range); nothing for a method registered without
+    a budget class (it checks its settings itself)."""
+    if method in BUDGETS:
+        try:
+            budget_from(BUDGETS[method], budget)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{method} budget: {e}") from None
 
 
 def get_method(name: str) -> Method:

@@ -21,6 +21,8 @@ Adding your own agent takes a few lines when it already follows Stable-Baselines
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +33,8 @@ import numpy as np
 from lewm_agent.experiment import Task, TrainClock, load_pairs, pairs_fingerprint, save_pairs
 
 __all__ = ["Task", "CellContext", "Trained", "Method", "PredictorActor", "MethodUnavailable", "TrainClock", "load_pairs",
-           "save_pairs", "pairs_fingerprint", "budget_from"]
+           "save_pairs", "pairs_fingerprint", "budget_from", "UntrustedCheckpoint", "trust_checkpoint",
+           "require_trusted"]
 
 
 class MethodUnavailable(RuntimeError):
@@ -113,10 +116,57 @@ class PredictorActor:
 
 
 def budget_from(cls: type, budget: dict[str, Any]) -> Any:
-    """Build a method's ``Budget`` dataclass from a dict, naming unknown keys."""
+    """Build a method's ``Budget`` dataclass from a dict, naming unknown keys and values of the wrong type
+    (``--set lewm.steps=abc``); the class's own ``__post_init__`` checks the ranges."""
+    import typing
+
+    from lewm_agent.config import check_type
+
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(budget) - names
     if unknown:
         raise ValueError(f"Unknown budget settings {sorted(unknown)} for {cls.__qualname__}; known: {sorted(names)}.")
+    hints = typing.get_type_hints(cls)
+    for name, value in budget.items():  # before __post_init__, which compares numbers
+        check_type(cls.__qualname__, name, hints.get(name), value)
     return cls(**budget)
 
+
+# ---------------------------------------------------------------------------------- checkpoints that run code
+# Stable-Baselines3 zips and sheeprl's DreamerV3 checkpoints are pickles: loading one can run any code. A
+# comparison reloads them from its results directory when it resumes, so it loads only files that a run on
+# this machine wrote: their sha256 is recorded when written, in a store outside every results directory (a
+# results directory from someone else, whatever it holds, brings no trust with it).
+
+
+class UntrustedCheckpoint(ValueError):
+    """A checkpoint that can run code on loading and was not written by a run on this machine (or was changed)."""
+
+
+def trusted_store() -> Path:
+    """Where the sha256 of trusted checkpoints are kept: ``$LEWM_TRUSTED_CHECKPOINTS``, else
+    ``~/.cache/lewm-agent/trusted-checkpoints`` (one empty file per hash)."""
+    return Path(os.environ.get("LEWM_TRUSTED_CHECKPOINTS") or Path.home() / ".cache" / "lewm-agent" / "trusted-checkpoints")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def trust_checkpoint(path: str | os.PathLike) -> None:
+    """Record ``path``'s sha256 as written by this machine's run (call it right after writing the file)."""
+    store = trusted_store()
+    store.mkdir(parents=True, exist_ok=True)
+    (store / _sha256(Path(path))).touch()
+
+
+def require_trusted(path: str | os.PathLike) -> None:
+    """:class:`UntrustedCheckpoint` unless ``path``'s sha256 was recorded by :func:`trust_checkpoint`."""
+    if not (trusted_store() / _sha256(Path(path))).exists():
+        raise UntrustedCheckpoint(
+            f"{path} was not written by a run on this machine, or was changed since: it is not loaded (loading it could "
+            "run code). Delete it (or its cell's work directory) to train again.")

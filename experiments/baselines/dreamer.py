@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from . import register
-from .base import CellContext, MethodUnavailable, Task, TrainClock, Trained, budget_from
+from .base import (CellContext, MethodUnavailable, Task, TrainClock, Trained, budget_from, require_trusted,
+                   trust_checkpoint)
 
 __all__ = ["Budget", "BUDGETS", "MODEL_SIZES", "DreamerActor", "dreamerv3", "load_actor", "make_task_env",
            "scalar_logger", "sheeprl_overrides"]
@@ -83,6 +84,9 @@ class Budget:
     """Lightning precision: ``auto`` = ``bf16-mixed`` on CUDA, ``32-true`` on CPU."""
     compile: bool = False
     """``torch.compile`` the losses (sheeprl's ``algo.compile.enabled``): faster steps after minutes of compiling."""
+
+    def __post_init__(self) -> None:
+        _check_budget(self)
 
 
 BUDGETS: dict[str, dict[str, Any]] = {
@@ -478,7 +482,7 @@ def load_actor(ckpt_path: Path, device: str = "auto", precision: str = "auto",
 
 
 # ---------------------------------------------------------------------------------------------- the method
-@register("dreamerv3")
+@register("dreamerv3", budget=Budget)
 def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """DreamerV3 (sheeprl), online on ``task`` from pixels + goal image with the dense reward; see :class:`Budget`."""
     try:
@@ -516,12 +520,18 @@ def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
                 shutil.rmtree(old)  # its replay buffer
         Path(ctx.tb_dir).mkdir(parents=True, exist_ok=True)
         cfg = _compose(overrides + device_overrides, task, work_root, run_name, Path(ctx.tb_dir))
+        if ckpts:  # sheeprl resumes with a pickle load: only from a checkpoint this machine's run wrote
+            require_trusted(ckpts[-1][1])
+        before = {path for _, path in ckpts}
         tic = time.perf_counter()
         try:
             _train(cfg, device_overrides, ckpts[-1][1] if ckpts else None, run_dir / "sheeprl.log", ctx.progress,
                    final_step, ckpts[-1][0] if ckpts else 0)
         finally:  # an interrupted attempt's time counts too: the resumed run repeats what followed its checkpoint
             clock.add(time.perf_counter() - tic)
+            for _, path in _checkpoints(run_dir):  # what this attempt wrote is this machine's
+                if path not in before:
+                    trust_checkpoint(path)
         ckpts = _checkpoints(run_dir)
         if not ckpts or ckpts[-1][0] < final_step:
             raise RuntimeError(f"sheeprl finished without its final checkpoint (step {final_step}) in {run_dir}; "
@@ -532,6 +542,7 @@ def dreamerv3(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
                 shutil.rmtree(version / sub, ignore_errors=True)
     seconds = clock.read().get("seconds", float("nan"))
     step, ckpt = ckpts[-1]
+    require_trusted(ckpt)  # loaded with weights_only=False (sheeprl's format): only this machine's
     actor, cfg, state, params = load_actor(ckpt, ctx.device, b.precision, seed=task.seed)
     return Trained(
         actor=actor, data_used=int(step), data_kind="env interactions", train_seconds=float(seconds), params=params,

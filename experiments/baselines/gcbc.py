@@ -72,7 +72,7 @@ class GCBC(nn.Module):
         return {"bc_loss": loss.item()}
 
 
-@register("gcbc")
+@register("gcbc", budget=GCBCBudget)
 def gcbc(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """GCBC: goal-conditioned behaviour cloning on LeWM's training episodes (hindsight goals)."""
     b = budget_from(GCBCBudget, budget)

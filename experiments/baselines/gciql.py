@@ -133,7 +133,7 @@ class GCIQL(nn.Module):
                 "bc_loss": bc_loss.item(), "v_mean": v.mean().item()}
 
 
-@register("gciql")
+@register("gciql", budget=GCIQLBudget)
 def gciql(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """GCIQL: goal-conditioned implicit Q-learning on LeWM's training episodes (sparse hindsight reward)."""
     b = budget_from(GCIQLBudget, budget)

@@ -29,6 +29,12 @@ class Budget:
     patch_size: int = 0
     """ViT patch size; needed when the preset's does not divide the task's image size (paper: 14)."""
 
+    def __post_init__(self) -> None:
+        from lewm_agent.config import PRESETS, check_fields
+
+        check_fields(self, {"preset": ("in", sorted(PRESETS)), "steps": (">=", 0), "batch_size": (">=", 0),
+                            "patch_size": (">=", 0)})
+
 
 def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: bool = True) -> Trained:
     """Train (resuming from ``ctx.work_dir``) and load a LeWM agent for ``task``, on the task's own split
@@ -63,13 +69,13 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
     return Trained(actor=agent, extra=extra, close=close, **figures)
 
 
-@register("lewm")
+@register("lewm", budget=Budget)
 def lewm(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """LeWM: offline, reward-free world model + latent CEM-MPC toward the goal image."""
     return train_lewm(task, ctx, budget, sigreg=True)
 
 
-@register("lewm-nosigreg")
+@register("lewm-nosigreg", budget=Budget)
 def lewm_nosigreg(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """The collapse ablation: LeWM with SIGReg's weight lambda = 0."""
     return train_lewm(task, ctx, budget, sigreg=False)

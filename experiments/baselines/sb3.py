@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import register
-from .base import CellContext, MethodUnavailable, PredictorActor, Task, TrainClock, Trained, budget_from
+from .base import (CellContext, MethodUnavailable, PredictorActor, Task, TrainClock, Trained, budget_from,
+                   require_trusted, trust_checkpoint)
 
 __all__ = ["PPOBudget", "SACBudget", "train_sb3", "sb3_ppo", "sb3_sac"]
 
@@ -38,6 +39,9 @@ class PPOBudget:
     save_every: int = 10_000
     """Env steps between resumable checkpoints."""
 
+    def __post_init__(self) -> None:
+        _positive(self, "timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "learning_rate", "save_every")
+
 
 @dataclass
 class SACBudget:
@@ -52,6 +56,19 @@ class SACBudget:
     gradient_steps: int = 1
     learning_rate: float = 3e-4
     save_every: int = 10_000
+
+    def __post_init__(self) -> None:
+        _positive(self, "timesteps", "buffer_size", "batch_size", "train_freq", "gradient_steps", "learning_rate",
+                  "save_every")
+        if self.learning_starts < 0:
+            raise ValueError(f"SACBudget.learning_starts must be >= 0, got {self.learning_starts}.")
+
+
+def _positive(budget: Any, *names: str) -> None:
+    """ValueError naming the first of ``names`` that is not > 0 (the types are checked by ``budget_from``)."""
+    for name in names:
+        if not getattr(budget, name) > 0:
+            raise ValueError(f"{type(budget).__name__}.{name} must be > 0, got {getattr(budget, name)!r}.")
 
 
 def _progress_callback(total: int, initial: int, save_every: int, path: Path, show: bool) -> Any:
@@ -78,9 +95,17 @@ def _progress_callback(total: int, initial: int, save_every: int, path: Path, sh
 
 
 def _save(model: Any, path: Path) -> None:
+    """Write ``model`` to ``path`` atomically and record it as this machine's (:func:`trust_checkpoint`)."""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.zip")
     model.save(tmp)
+    trust_checkpoint(tmp)
     os.replace(tmp, path)
+
+
+def _load(cls: Any, path: Path, **kwargs: Any) -> Any:
+    """``cls.load(path)`` of a zip this machine's run wrote (a zip holds pickles: anything else is refused)."""
+    require_trusted(path)
+    return cls.load(path, **kwargs)
 
 
 def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
@@ -107,11 +132,11 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
 
     vec = make_vec_env(make, n_envs=n_envs, seed=task.seed, monitor_kwargs={"info_keywords": ("is_success",)})
     if final.exists():
-        model = cls.load(final, env=vec, device=ctx.device)
+        model = _load(cls, final, env=vec, device=ctx.device)
     else:
         tic = time.perf_counter()
         if ckpt.exists():
-            model = cls.load(ckpt, env=vec, device=ctx.device)
+            model = _load(cls, ckpt, env=vec, device=ctx.device)
         elif algo == "ppo":
             model = cls("MultiInputPolicy", vec, n_steps=b.n_steps, batch_size=b.batch_size, n_epochs=b.n_epochs,
                         learning_rate=b.learning_rate, ent_coef=b.ent_coef, seed=task.seed, device=ctx.device)
@@ -136,13 +161,13 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
                                          "train_horizon": horizon, "policy": "MultiInputPolicy (NatureCNN per image)"})
 
 
-@register("sb3-ppo")
+@register("sb3-ppo", budget=PPOBudget)
 def sb3_ppo(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """Stable-Baselines3 PPO, online, pixels + goal image, dense reward."""
     return train_sb3("ppo", task, ctx, budget)
 
 
-@register("sb3-sac")
+@register("sb3-sac", budget=SACBudget)
 def sb3_sac(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """Stable-Baselines3 SAC, online, pixels + goal image, dense reward."""
     return train_sb3("sac", task, ctx, budget)

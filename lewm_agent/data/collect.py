@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+from multiprocessing.managers import SyncManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from lewm_agent.data.errors import DatasetError
 from lewm_agent.data.h5 import open_file
 from lewm_agent.data.validate import EpisodeFileInfo, validate_episode_file
 from lewm_agent.data.writer import EpisodeWriter
+from lewm_agent.files import OutputPathError, check_output_file, remove_leftovers
 
 __all__ = ["collect"]
 
@@ -83,6 +85,32 @@ def _write_episodes(env, writer: EpisodeWriter, episodes: range, policy: str, se
     return successes, returns
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when ``parent`` dies, even by SIGKILL (no orphan keeps collecting).
+
+    Linux asks the kernel (``PR_SET_PDEATHSIG``); elsewhere a daemon thread polls the parent's pid."""
+    import ctypes
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lewm-parent-watch", daemon=True).start()
+
+
 def _collect_shard(job: dict[str, Any]) -> tuple[list[bool], list[float]]:
     """Worker: collect episodes ``job["first"]`` .. ``job["last"] - 1`` into the shard ``job["path"]``.
 
@@ -124,6 +152,7 @@ def collect(
     progress: bool = True,
     workers: int = 1,
     policy_kwargs: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> EpisodeFileInfo:
     """Collect ``num_episodes`` episodes of ``policy`` in ``env_id`` into the episode file ``path``.
 
@@ -136,7 +165,8 @@ def collect(
     :class:`EpisodeWriter`).
 
     File attributes: ``env_id``, ``env_kwargs`` (JSON), ``image_size``, ``action_low``,
-    ``action_high``, ``policy``, ``seed``, ``max_steps``, ``policy_success_rate`` (fraction of
+    ``action_high``, ``policy``, ``seed``, ``seed_ranges`` (JSON list of ``[first, end)`` episode seed
+    ranges of every call), ``max_steps``, ``policy_success_rate`` (fraction of
     episodes in which ``info["is_success"]`` held after some step), ``policy_successes`` and
     ``policy_mean_return`` (mean sum of rewards per episode, of this call).
     When appending, ``policy`` lists every policy used (comma-separated) and the success
@@ -152,8 +182,10 @@ def collect(
         env_kwargs: constructor arguments, e.g. ``{"image_size": 224}`` (an env that does not take
             ``image_size`` gets its frames resized, see :func:`lewm_agent.envs.make_env`).
         max_steps: cap on actions per episode (None: the env's own time limit).
-        append: add to an existing file instead of replacing it (use a different ``seed``
-            to get different episodes).
+        append: add to an existing file. Episode seeds already in the file (its ``seed_ranges``
+            attribute) are refused: use another ``seed``, at or past the last range's end.
+        overwrite: replace an existing file at ``path``. Without ``append`` or ``overwrite`` an existing
+            file is refused (:class:`~lewm_agent.files.OutputPathError`), before any work.
         progress: show a tqdm bar over episodes.
         workers: processes collecting in parallel (>= 1); the file does not depend on it.
         policy_kwargs: constructor arguments of the policy (e.g. ``{"noise_std": 2.0}`` for the
@@ -175,8 +207,16 @@ def collect(
     if policy_kwargs is not None and not isinstance(policy_kwargs, dict):
         raise ValueError(f"policy_kwargs must be a dict of the policy's constructor arguments, got {policy_kwargs!r}")
     policy_kwargs = dict(policy_kwargs or {})
-    path = Path(path)
+    if append and overwrite:
+        raise ValueError("append and overwrite exclude each other: add to the file, or replace it.")
+    path = check_output_file(path)
+    if path.exists() and not (append or overwrite):
+        raise OutputPathError(f"{path} already exists; add episodes to it with --append, replace it with --overwrite, "
+                              "or choose another --out.")
+    if append and path.exists():
+        _check_new_seeds(path, seed, num_episodes)
     path.parent.mkdir(parents=True, exist_ok=True)  # `lewm collect --out data/x.h5` on a fresh checkout
+    remove_leftovers(path)  # temporary files and shards of a collection that was killed
 
     env = envs.make_env(env_id, **env_kwargs)  # collects when workers == 1; else only read
     try:
@@ -184,6 +224,26 @@ def collect(
                              workers, policy_kwargs)
     finally:
         env.close()
+
+
+def _seed_ranges(info: EpisodeFileInfo) -> list[list[int]]:
+    """``[first, end)`` episode seed ranges collected into a file (its ``seed_ranges`` attribute; none for a
+    file written before it was recorded, whose earlier calls are not known)."""
+    text = info.attrs.get("seed_ranges")
+    if isinstance(text, bytes):
+        text = text.decode()
+    return [[int(a), int(b)] for a, b in json.loads(text)] if isinstance(text, str) else []
+
+
+def _check_new_seeds(path: Path, seed: int, num_episodes: int) -> None:
+    """Refuse an append whose episode seeds ``seed .. seed + num_episodes - 1`` are already in the file:
+    episode i is a function of seed + i, so they would be the same episodes again."""
+    ranges = _seed_ranges(validate_episode_file(path))
+    clash = [r for r in ranges if seed < r[1] and r[0] < seed + num_episodes]
+    if clash:
+        end = max(r[1] for r in ranges)
+        raise ValueError(f"{path} already holds the episodes of seeds {clash[0][0]}..{clash[0][1] - 1}; appending "
+                         f"seeds {seed}..{seed + num_episodes - 1} would repeat them: pass --seed {end} (or higher).")
 
 
 def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_episodes: int, policy: str, seed: int,
@@ -201,9 +261,10 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
     pixel_space = env.observation_space["pixels"] if hasattr(env.observation_space, "spaces") else env.observation_space
     image_size = int(pixel_space.shape[0])
 
-    prev_episodes, prev_successes, policies = 0, 0, policy
+    prev_episodes, prev_successes, policies, ranges = 0, 0, policy, []
     if append and path.exists():
         old = validate_episode_file(path)
+        ranges = _seed_ranges(old)
         prev_episodes = old.num_episodes
         prev_successes = int(old.attrs.get("policy_successes", 0))
         old_policies = str(old.attrs.get("policy", "")).split(",")
@@ -216,6 +277,7 @@ def _collect_with(env, path: Path, env_id: str, env_kwargs: dict[str, Any], num_
         "action_high": high,
         "policy": policies,
         "seed": int(seed),
+        "seed_ranges": json.dumps(ranges + [[int(seed), int(seed) + num_episodes]]),
         "max_steps": -1 if max_steps is None else int(max_steps),
         "policy_kwargs": json.dumps(policy_kwargs, sort_keys=True),
     }
@@ -260,7 +322,8 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
     bounds = np.linspace(0, num_episodes, workers + 1).round().astype(int)
     shards = [path.with_name(f"{path.name}.shard-{os.getpid()}-{k}") for k in range(workers)]
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
+    manager = SyncManager(ctx=ctx)
+    manager.start(_die_with_parent, (os.getpid(),))  # the manager and the workers die with this process
     queue = manager.Queue()
     jobs = [
         {"env_id": env_id, "env_kwargs": env_kwargs, "env_modules": envs.env_modules(), "policy": policy,
@@ -270,7 +333,7 @@ def _collect_in_workers(writer: EpisodeWriter, path: Path, env_id: str, env_kwar
         for k in range(workers)
     ]
     try:
-        with ctx.Pool(workers) as pool:
+        with ctx.Pool(workers, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             pending = pool.map_async(_collect_shard, jobs)
             done = 0
             while done < num_episodes and not (pending.ready() and queue.empty()):
