@@ -120,7 +120,8 @@ def run_ddp(data: str, work: Path, device: str, steps: int, image_size: int, pre
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m",
            "lewm_agent.cli", "train", "--preset", preset_name, "--data", data, "--out", str(out_dir),
            "--steps", str(steps), "--device", device, "--batch-size", "32",
-           "--model", f"image_size={image_size}", "--train", f"warmup_steps={max(1, steps // 2)}"]
+           "--model", f"image_size={image_size}", "--train", f"warmup_steps={max(1, steps // 2)}",
+           "--overwrite"]  # WORK is this script's scratch: a rerun replaces its own run
     tic = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     result = {"returncode": r.returncode, "wall_seconds": time.perf_counter() - tic,
@@ -207,7 +208,8 @@ def main() -> None:
                      workers=args.workers_train)
         reset_peak(device)
         tic = time.perf_counter()
-        result = train(files["train"]["path"], run_dir, model_cfg, tr, p.plan, progress=True, split=split)
+        result = train(files["train"]["path"], run_dir, model_cfg, tr, p.plan, progress=True, split=split,
+                       overwrite=True)
         return {"steps": result.steps, "train_seconds": result.seconds, "wall_seconds": time.perf_counter() - tic,
                 "steps_per_sec": result.steps / result.seconds, "final": result.final,
                 "peak_cuda_mib": peak_cuda_mib(device), "train_config": {"lr": tr.lr, "warmup_steps": tr.warmup_steps,

@@ -246,8 +246,6 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name}={value!r} must be an integer >= 0.")
-
-    def __post_init__(self) -> None:
         if isinstance(self.cpu_bf16, bool) or isinstance(self.cpu_bf16, str):  # booleans and their spellings
             self.cpu_bf16 = _ON_OFF.get(str(self.cpu_bf16).strip().lower(), self.cpu_bf16)
         check_fields(self, {

@@ -196,6 +196,6 @@ def test_agent_normalises_actions_with_the_training_normaliser(tiny_run, tiny_da
     np.testing.assert_array_equal(agent.normalizer.std, trained.std)
     a = agent.act(_obs())  # an env action, the normaliser's inverse of a clamped plan
     assert np.all(a >= agent.action_low) and np.all(a <= agent.action_high)
-    with pytest.raises(ValueError, match="LeWMAgent: the action statistics are invalid"):
+    with pytest.raises(ValueError, match="LeWMAgent: action_mean must be finite"):
         LeWMAgent(agent.model, np.array([np.nan, 0.0]), agent.action_std, agent.action_low, agent.action_high,
                   agent.obs_shape, device="cpu")
