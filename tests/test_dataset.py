@@ -153,12 +153,24 @@ def replace(name, data):
         (replace("ep_len", np.array([5, 7, 8])), "ep_len sums to 20 frames but the columns have N = 21"),
         (replace("ep_offset", np.array([0, 6, 12])), r"ep_offset\[1\] = 6"),
         (replace("ep_len", np.array([1, 11, 9])), "episode 0 has length 1"),
+        (replace("pixels", np.zeros((21, H, W + 4, 3), np.uint8)), rf"frames are {H}x{W + 4} pixels; LeWM takes square"),
+        (replace("pixels", np.zeros((21, 4, 4, 3), np.uint8)), "frames are 4x4 pixels; LeWM takes square frames of at least 8x8"),
     ],
 )
 def test_validation_errors_name_file_and_problem(tmp_path, mutate, problem):
     path = edit(write_file(tmp_path / "ep.h5"), mutate)
     with pytest.raises(DatasetError, match=problem) as err:
         validate_episode_file(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_state_is_located(tmp_path, bad):
+    def fn(f):
+        f["state"][13] = [0.0, bad, 0.0]  # episode 2 starts at row 12: its row 1
+    path = edit(write_file(tmp_path / "ep.h5"), fn)
+    with pytest.raises(DatasetError, match=r"non-finite state in episode 2 at row 1 \(file row 13\)") as err:
+        load_episodes(path)
     assert str(path) in str(err.value)
 
 

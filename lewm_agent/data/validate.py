@@ -76,6 +76,9 @@ def _validate_open_file(f: h5py.File, path: Path, regen: str) -> EpisodeFileInfo
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise fail(path, f"column 'pixels' must be uint8 (N, H, W, 3), got {pixels.dtype} {pixels.shape}",
                     regen)
+    if pixels.shape[1] != pixels.shape[2] or pixels.shape[1] < 8:
+        raise fail(path, f"frames are {pixels.shape[1]}x{pixels.shape[2]} pixels; LeWM takes square frames of "
+                    "at least 8x8", f"resize or crop them to a square, or {regen}")
     n = pixels.shape[0]
     columns = [("action", action)] + ([("state", f["state"])] if "state" in f else [])
     for name, ds in columns:
@@ -118,6 +121,13 @@ def _validate_open_file(f: h5py.File, path: Path, regen: str) -> EpisodeFileInfo
         e = int(np.searchsorted(ep_offset, row, side="right") - 1)
         raise fail(path, f"non-finite action in episode {e} at row {row - int(ep_offset[e])} (file row "
                     f"{row}); only an episode's last action row may be NaN", regen)
+    if "state" in f:  # states score success and feed probes: a non-finite one is a broken file
+        bad_state = np.flatnonzero(~np.all(np.isfinite(read(path, f["state"])), axis=1))
+        if bad_state.size:
+            row = int(bad_state[0])
+            e = int(np.searchsorted(ep_offset, row, side="right") - 1)
+            raise fail(path, f"non-finite state in episode {e} at row {row - int(ep_offset[e])} (file row {row})",
+                        f"every state must be finite; {regen}")
     return EpisodeFileInfo(
         path=path,
         num_episodes=int(ep_len.size),
