@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import bench_train  # noqa: E402
 
 from lewm_agent.config import preset, replace  # noqa: E402
+from lewm_agent.pipeline import held_out_episodes  # noqa: E402
 
 TASK_ENV = "lewm/TwoRoom-v1"
 
@@ -222,7 +223,6 @@ def main() -> None:
 
     def eval_run() -> dict:
         from lewm_agent import LeWMAgent, envs
-        from lewm_agent.data import load_episodes
         from lewm_agent.evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
         from lewm_agent.experiment import load_pairs, pairs_fingerprint
 
@@ -232,9 +232,9 @@ def main() -> None:
         if args.pairs:
             pairs = load_pairs(args.pairs)[:eval_episodes]
         else:
-            episodes = load_episodes(files["train"]["path"])
+            episodes, val_ids, _ = held_out_episodes(agent)  # pixels stay on disk: the pairs need states
             env = make_env()
-            pairs = sample_pairs(episodes, np.asarray(agent.metadata["val_episodes"]), protocol, env=env.unwrapped)
+            pairs = sample_pairs(episodes, val_ids, protocol, env=env.unwrapped)
             env.close()
         reset_peak(device)
         lewm = evaluate(agent, make_env, pairs, protocol, progress=False)
@@ -281,11 +281,9 @@ def main() -> None:
     def probe() -> dict:
         from lewm_agent import LeWMAgent
         from lewm_agent.analysis import probe_agent
-        from lewm_agent.data import load_episodes
 
         agent = LeWMAgent.load(run_dir / "agent", device=args.device)
-        episodes = load_episodes(files["train"]["path"])
-        r = probe_agent(agent, episodes, np.asarray(agent.metadata["val_episodes"]))
+        r = probe_agent(agent, *held_out_episodes(agent)[:2])
         return {k: r[k] for k in ("probe_r", "distance_rank_corr", "local_rank_corr") if k in r}
 
     report.phase("probe", probe, needs=45)
