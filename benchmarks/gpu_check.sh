@@ -18,14 +18,8 @@ mkdir -p "$OUT" "$WORK"
 export TQDM_MININTERVAL=${TQDM_MININTERVAL:-15} PYTHONUNBUFFERED=1
 start=$(date +%s)
 
-if [ -n "${WHEELS:-}" ]; then
-  # an offline machine (a lent GPU): the missing dependencies from wheels, the project from this tree,
-  # with envs/ linked in as lewm_agent.envs (what the install's package-dir does); the link goes at exit
-  $PYTHON -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
-    || { echo "gpu_check: installing the wheels failed"; exit 1; }
-  if [ ! -e lewm_agent/envs ]; then ln -s ../envs lewm_agent/envs && trap 'rm -f lewm_agent/envs' EXIT; fi
-  export PYTHONPATH=$PWD:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
+# shellcheck source=benchmarks/gpu_env.sh
+source benchmarks/gpu_env.sh
 echo "setup $(( $(date +%s) - start ))s"
 (command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu,power.draw \
   --format=csv -l 2 >"$OUT/smi.csv" 2>/dev/null) &
