@@ -202,7 +202,9 @@ def _pusht() -> Study:
                   # a GPU's share (benchmarks/gpu_scaling.sh): 5x the data; fp32 (on an H200 the `cpu` model's
                   # step took 0.016 s in fp32 and 0.027 s in bf16 autocast, batch 128)
                   v("relative-10k-10k", "data", 10_000, 10_000, train={"bf16": False}),
-                  v("relative-10k-h3-10k", "combined", 10_000, 10_000, model={"history": 3}, train={"bf16": False})],
+                  v("relative-10k-h3-10k", "combined", 10_000, 10_000, model={"history": 3}, train={"bf16": False}),
+                  # finer pixels: the T at 128 px in 16-px patches (64 tokens a frame)
+                  v("relative-2k-128-16-5k", "image", 5_000, 2_000, 128, 16, train={"bf16": False})],
     )
 
 
