@@ -208,6 +208,17 @@ def _pusht() -> Study:
     )
 
 
+def _cube() -> Study:
+    v = Variant
+    return Study(
+        env_id="lewm/OGBench-cube-single-v0", env_kwargs={"show_arm": False}, preset="cpu", paper_success=0.74,
+        description="OGBench cube (single) as the `tasks` table draws it (the arm left out, the gripper pads shown), "
+                    "expert data, goal 25 steps ahead; `cpu` preset (flatten readout)",
+        variants=[v("base-300", "data", 2_500, 300),  # the `cube` preset's data and steps
+                  v("data-1500-5k", "data", 5_000, 1_500)],
+    )
+
+
 def _smoke() -> Study:
     v = Variant
     return Study(
@@ -219,7 +230,7 @@ def _smoke() -> Study:
 
 
 STUDIES = {"tworoom-bare": _tworoom_bare, "reacher": _reacher, "reacher-random": _reacher_random, "pusht": _pusht,
-           "smoke": _smoke}
+           "cube": _cube, "smoke": _smoke}
 
 
 def _env_slug(study: Study) -> str:
