@@ -67,8 +67,8 @@ def _add_settings(p: argparse.ArgumentParser, groups: dict[str, str], aliases: d
     preset) whose values the help shows in brackets, described by ``shown``; None: each dataclass's defaults; False:
     no values."""
     lines = [textwrap.fill(SETTINGS_HELP, 100)]
-    for group, help in groups.items():
-        p.add_argument(f"--{group}", action="append", metavar="KEY=VALUE", help=f"{help}; repeatable, fields below")
+    for group, what in groups.items():
+        p.add_argument(f"--{group}", action="append", metavar="KEY=VALUE", help=f"{what}; repeatable, fields below")
         values = False if defaults is False else getattr(defaults, group, None)
         lines.append(help_text(GROUPS[group], f"--{group} KEY=VALUE ({GROUPS[group].__name__}"
                                + (f"; [{shown}]):" if values is not False else "):"), values))
