@@ -87,7 +87,8 @@ def main(argv=None) -> int:
         print(f"{env_id}: step {ms:.2f} ms ({1000 / ms:.0f} fps), reset {reset_ms:.0f} ms, collect {one:.0f} fps "
               f"(1 process), {many:.0f} fps ({args.workers} processes)", flush=True)
 
-    lines = [f"| task | env.step + render, ms (fps) | reset, ms | collect fps, 1 process | collect fps, {args.workers} processes |",
+    lines = ["| task | env.step + render, ms (fps) | reset, ms | collect fps, 1 process | "
+             f"collect fps, {args.workers} processes |",
              "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| `{r['env_id']}` | {r['step_ms']:.2f} ({r['step_fps']:.0f}) | {r['reset_ms']:.0f} | "

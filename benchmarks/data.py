@@ -39,7 +39,7 @@ import hdf5plugin
 import numpy as np
 import torch
 
-from lewm_agent.config import preset, replace
+from lewm_agent.config import preset
 from lewm_agent.data import ActionNormalizer, ClipDataset, EpisodeWriter, collect, load_episodes
 from lewm_agent.data.pixels import DiskPixels
 from lewm_agent.model import LeWM
@@ -243,7 +243,8 @@ def bench_layouts(work: Path, image_size: int, frames: int = 3000, clips: int = 
             for b in range(0, clips, 32):
                 reader.rows(rows[b:b + 32])
             read_s = time.perf_counter() - tic
-            out.append({"bench": "layouts", "image_size": image_size, "compression": name, "frames_per_chunk": per_chunk,
+            out.append({"bench": "layouts", "image_size": image_size, "compression": name,
+                        "frames_per_chunk": per_chunk,
                         "file_mb": path.stat().st_size / 1e6, "write_frames_per_sec": frames / write_s,
                         "read_frames_per_sec": rows.size / read_s})
             reader.close()
@@ -326,7 +327,8 @@ def main() -> None:
                                                     "--max-seconds", str(args.max_seconds)]))
                     r = rows[-1]
                     print(f"{size:>4} px  {source:<9} workers {w}  {r['frames_per_sec']:>8.0f} frames/s  "
-                          f"peak {r['peak_pss_mib']:>6} MiB  ({r['batches']} batches of {r['frames_per_batch']} frames)",
+                          f"peak {r['peak_pss_mib']:>6} MiB  ({r['batches']} batches of {r['frames_per_batch']} "
+                          "frames)",
                           flush=True)
         _save(rows, args.results)
     elif args.cmd == "train":

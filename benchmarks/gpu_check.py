@@ -130,7 +130,8 @@ def run_ddp(data: str, work: Path, device: str, steps: int, image_size: int, pre
     cfg_path = out_dir / "train_config.json"
     if cfg_path.exists():
         cfg = json.loads(cfg_path.read_text())
-        result.update(world_size=cfg.get("world_size"), ddp_backend=cfg.get("ddp_backend"), device_used=cfg.get("device"))
+        result.update(world_size=cfg.get("world_size"), ddp_backend=cfg.get("ddp_backend"),
+                      device_used=cfg.get("device"))
     if r.returncode != 0:
         raise RuntimeError(f"torchrun exited {r.returncode}: {r.stderr[-300:]}")
     return result
@@ -156,7 +157,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     ap.add_argument("--train-seconds", type=float, default=240.0, help="training budget (steps = this / s per step)")
     ap.add_argument("--max-steps", type=int, default=20_000)
-    ap.add_argument("--deadline", type=float, default=540.0, help="seconds for the whole script; late phases are skipped")
+    ap.add_argument("--deadline", type=float, default=540.0,
+                    help="seconds for the whole script; late phases are skipped")
     ap.add_argument("--pairs", help="pairs.npz of start/goal states (arena units) to evaluate on")
     ap.add_argument("--split", help="task.json of a compare.py task: its training/held-out episode ids")
     ap.add_argument("--stream", default="on", choices=("on", "off", "auto"),
@@ -272,9 +274,9 @@ def main() -> None:
             if i >= 2:
                 times.append(time.perf_counter() - tic)
         env.close()
-        return {"plan_seconds_median": float(np.median(times)), "planner":
-                f"{agent.plan_cfg.planner} {agent.plan_cfg.samples}x{agent.plan_cfg.iterations} h{agent.plan_cfg.horizon}",
-                "precision": agent.precision}
+        pc = agent.plan_cfg
+        return {"plan_seconds_median": float(np.median(times)),
+                "planner": f"{pc.planner} {pc.samples}x{pc.iterations} h{pc.horizon}", "precision": agent.precision}
 
     report.phase("plan", plan_bench, needs=15)
 

@@ -12,7 +12,6 @@ bf16 through ``benchmarks/train_speed.py``. Prints a markdown table and writes J
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -63,7 +62,8 @@ def main() -> int:
                 for method in ("cached", "windows"):
                     rows.append(plan_row(preset, samples, iters, envs, precision, method, args.device, args.repeats))
                     r = rows[-1]
-                    print(f"| plan | {preset} {samples}x{iters} | {envs} | {precision} | {method} | {r['seconds']:.3f} s |",
+                    print(f"| plan | {preset} {samples}x{iters} | {envs} | {precision} | {method} | "
+                          f"{r['seconds']:.3f} s |",
                           flush=True)
     train = []
     if args.train:

@@ -118,8 +118,9 @@ def _window_by_window(agent: LeWMAgent, z, a, goal):
         return latent_goal_cost(z_pred, goal[:, None], pc.cost)
 
     with torch.inference_mode():
-        return cem_plan(cost_fn, torch.zeros(len(z), pc.horizon, model.cfg.action_block_dim, device=agent.device), pc.cem(),
-                        agent._block_low, agent._block_high, torch.Generator(device=agent.device).manual_seed(0))
+        mean = torch.zeros(len(z), pc.horizon, model.cfg.action_block_dim, device=agent.device)
+        generator = torch.Generator(device=agent.device).manual_seed(0)
+        return cem_plan(cost_fn, mean, pc.cem(), agent._block_low, agent._block_high, generator)
 
 
 def bench_plan(preset_name: str, samples: int, iterations: int, envs: int, precision: str, repeats: int,
@@ -127,7 +128,10 @@ def bench_plan(preset_name: str, samples: int, iterations: int, envs: int, preci
     """Median seconds of one planning call (after a one-iteration warm-up)."""
     agent = _agent(preset_name, samples, iterations, precision, device)
     z, a, goal = _inputs(agent, envs)
-    run = (lambda: agent.plan_latents(z, a, goal)) if method == "lewm-agent" else (lambda: _window_by_window(agent, z, a, goal))
+    if method == "lewm-agent":
+        run = lambda: agent.plan_latents(z, a, goal)  # noqa: E731
+    else:
+        run = lambda: _window_by_window(agent, z, a, goal)  # noqa: E731
     warm = _agent(preset_name, samples or 8, 1, precision, device)
     warm.plan_latents(z, a, goal)
     times = []
@@ -164,8 +168,8 @@ def planning(repeats: int, bf16_fast: bool, device: str = "cpu") -> list[dict]:
 
 
 def _plan_line(r: dict) -> str:
-    return (f"plan {r['preset']:<5} {r['planner']:<14} {r['samples']}x{r['iterations']:<3} envs {r['envs']} {r['precision']:<4} "
-            f"{r['method']:<16} {r['seconds']:.3f} s")
+    return (f"plan {r['preset']:<5} {r['planner']:<14} {r['samples']}x{r['iterations']:<3} envs {r['envs']} "
+            f"{r['precision']:<4} {r['method']:<16} {r['seconds']:.3f} s")
 
 
 def training(steps: int, bf16_fast: bool) -> list[dict]:
@@ -173,12 +177,14 @@ def training(steps: int, bf16_fast: bool) -> list[dict]:
     for name, batch, size in (("cpu", 128, 64), ("paper", 32, 224)):
         for bf16 in ([False, True] if bf16_fast else [False]):
             cmd = [sys.executable, str(HERE / "train_speed.py"), "--preset", name, "--batch-size", str(batch),
-                   "--image-size", str(size), "--steps", str(steps), "--warmup", "2", "--json"] + (["--bf16"] if bf16 else [])
+                   "--image-size", str(size), "--steps", str(steps), "--warmup", "2", "--json"]
+            cmd += ["--bf16"] if bf16 else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             rows.append(json.loads(out))
             r = rows[-1]
-            print(f"train {name:<5} batch {batch} {size}px {'bf16' if bf16 else 'fp32'}: {r['seconds_per_step']:.3f} s/step "
-                  f"({r['steps_per_sec']:.2f}/s), peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+            print(f"train {name:<5} batch {batch} {size}px {'bf16' if bf16 else 'fp32'}: "
+                  f"{r['seconds_per_step']:.3f} s/step ({r['steps_per_sec']:.2f}/s), "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
     return rows
 
 
@@ -194,7 +200,8 @@ def _cpu_name() -> str:
 
 def _cpu_flags() -> list[str]:
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags")).split()
         return [f for f in flags if f.startswith(("avx512", "amx"))]
     except (OSError, StopIteration):
         return []
@@ -203,7 +210,8 @@ def _cpu_flags() -> list[str]:
 def markdown(result: dict) -> str:
     cal, m = result["calibration"], result["machine"]
     lines = ["# Speed (benchmarks/speed.py)", "",
-             f"{m['date']}, {m.get('gpu') or m['cpu']} ({m['cores']} CPU cores; AVX-512/AMX flags: {', '.join(m['flags']) or 'none'}), "
+             f"{m['date']}, {m.get('gpu') or m['cpu']} ({m['cores']} CPU cores; AVX-512/AMX flags: "
+             f"{', '.join(m['flags']) or 'none'}), "
              f"torch {m['torch']}, {m['threads']} threads, nothing else running.", "",
              f"Calibration: matmul {cal['fp32_gflops']:.0f} GFLOP/s fp32, {cal['bf16_gflops']:.1f} GFLOP/s bf16 "
              f"({cal['bf16_size']}^3). Precision `auto` resolves to **{result['auto_precision']}** on this device.", "",
@@ -211,26 +219,33 @@ def markdown(result: dict) -> str:
              "| preset | planner | samples x iterations | envs | precision | rollout | seconds | per env |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["planning"]:
-        lines.append(f"| {r['preset']} | {r['planner']} | {r['samples']}x{r['iterations']} | {r['envs']} | {r['precision']} | {r['method']} | "
-                     f"{r['seconds']:.3f} | {r['seconds'] / r['envs']:.3f} |")
+        lines.append(f"| {r['preset']} | {r['planner']} | {r['samples']}x{r['iterations']} | {r['envs']} | "
+                     f"{r['precision']} | {r['method']} | {r['seconds']:.3f} | {r['seconds'] / r['envs']:.3f} |")
     lines += ["", f"Peak RSS of the planning process: {result['plan_peak_rss_mib']:.0f} MiB.", ""]
     for name in ("paper", "cpu"):
-        get = lambda **k: next((r["seconds"] for r in result["planning"] if r["preset"] == name and r["precision"] == "fp32"  # noqa: E731
-                                and r["planner"] == "cem"
-                                and all(r[a] == b for a, b in k.items())), None)
-        one, eight = get(samples=300, iterations=10, envs=1, method="lewm-agent"), get(samples=300, iterations=10, envs=8, method="lewm-agent")
+        def get(**k):
+            return next((r["seconds"] for r in result["planning"]
+                         if r["preset"] == name and r["precision"] == "fp32" and r["planner"] == "cem"
+                         and all(r[a] == b for a, b in k.items())), None)
+
+        one = get(samples=300, iterations=10, envs=1, method="lewm-agent")
+        eight = get(samples=300, iterations=10, envs=8, method="lewm-agent")
         for it in (30, 10):
-            new, old = get(iterations=it, envs=1, method="lewm-agent"), get(iterations=it, envs=1, method="window-by-window")
+            new = get(iterations=it, envs=1, method="lewm-agent")
+            old = get(iterations=it, envs=1, method="window-by-window")
             if new and old:
-                lines.append(f"- `{name}` 300x{it}, 1 env, fp32: {new:.2f} s against {old:.2f} s window by window ({old / new:.2f}x faster).")
+                lines.append(f"- `{name}` 300x{it}, 1 env, fp32: {new:.2f} s against {old:.2f} s window by window "
+                             f"({old / new:.2f}x faster).")
         if one and eight:
             lines.append(f"- `{name}` 300x10, 8 envs in one call: {eight / one:.2f}x the time of 1 env.")
     if result["training"]:
         lines += ["", "## Training (seconds per optimiser step, median)", "",
-                  "| preset | batch | image | precision | s/step | steps/s | peak RSS MiB |", "|---|---|---|---|---|---|---|"]
+                  "| preset | batch | image | precision | s/step | steps/s | peak RSS MiB |",
+                  "|---|---|---|---|---|---|---|"]
         for r in result["training"]:
-            lines.append(f"| {r['preset']} | {r['batch_size']} | {r['image_size']} | {'bf16' if r['bf16'] else 'fp32'} | "
-                         f"{r['seconds_per_step']:.3f} | {r['steps_per_sec']:.2f} | {r['peak_rss_mib']:.0f} |")
+            lines.append(f"| {r['preset']} | {r['batch_size']} | {r['image_size']} | "
+                         f"{'bf16' if r['bf16'] else 'fp32'} | {r['seconds_per_step']:.3f} | "
+                         f"{r['steps_per_sec']:.2f} | {r['peak_rss_mib']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -253,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     bf16_fast = cal["bf16_gflops"] > 1.25 * cal["fp32_gflops"]
     auto = _agent("cpu", 8, 1, "auto", args.device).precision
     result = {
-        "machine": {"date": dt.date.today().isoformat(), "cpu": _cpu_name(), "flags": _cpu_flags(), "device": str(device),
+        "machine": {"date": dt.date.today().isoformat(), "cpu": _cpu_name(), "flags": _cpu_flags(),
+                    "device": str(device),
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "cores": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
         "calibration": cal, "auto_precision": auto,

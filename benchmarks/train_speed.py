@@ -37,7 +37,8 @@ from lewm_agent.train import BatchStream, autocast_context, make_optimizer, reus
 TABLE = [("cpu", 128, 64, False), ("cpu", 128, 64, True), ("paper", 32, 224, False), ("paper", 32, 224, True)]
 
 
-def synthetic_episodes(image_size: int, action_dim: int, episodes: int = 4, length: int = 100, seed: int = 0) -> Episodes:
+def synthetic_episodes(image_size: int, action_dim: int, episodes: int = 4, length: int = 100,
+                       seed: int = 0) -> Episodes:
     """``episodes`` episodes of ``length`` random uint8 frames and random actions, in memory."""
     rng = np.random.default_rng(seed)
     n = episodes * length
@@ -132,7 +133,8 @@ def main() -> None:
                str(size), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
                "--json"] + (["--bf16"] if bf16 else []) + (["--no-prefetch"] if args.no_prefetch else []) \
             + (["--no-malloc-tuning"] if args.no_malloc_tuning else [])
-        rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]))
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'preset':<7} {'batch':>5} {'image':>5} {'precision':<9} {'s/step':>8} {'steps/s':>8} {'peak RSS MiB':>12}")
     for r in rows:
         print(f"{r['preset']:<7} {r['batch_size']:>5} {r['image_size']:>5} {'bf16' if r['bf16'] else 'fp32':<9} "

@@ -76,7 +76,8 @@ def _check_info(info: Any, where: str) -> None:
         _require(value.ndim == 1 and value.dtype.kind == "f" and np.all(np.isfinite(value)),
                  f"{where}: info[{key!r}] must be a finite 1-D float vector, got {value.dtype} {value.shape}")
         shapes.append(value.shape)
-    _require(shapes[0] == shapes[1], f"{where}: info['state'] {shapes[0]} and info['goal_state'] {shapes[1]} differ in shape")
+    _require(shapes[0] == shapes[1],
+             f"{where}: info['state'] {shapes[0]} and info['goal_state'] {shapes[1]} differ in shape")
     _require(isinstance(info["is_success"], (bool, np.bool_)),
              f"{where}: info['is_success'] must be a bool, got {type(info['is_success']).__name__}")
     distance = info["distance"]
@@ -167,9 +168,11 @@ def _step(p: _Probe) -> str:
     obs, reward, terminated, truncated, info = out
     _check_frames(obs, p.size, "step")
     _require(p.env.observation_space.contains(obs), "step: the observation is outside observation_space")
-    _require(isinstance(reward, (int, float, np.number)) and np.isfinite(reward), f"step: reward must be a finite number, got {reward!r}")
+    _require(isinstance(reward, (int, float, np.number)) and np.isfinite(reward),
+             f"step: reward must be a finite number, got {reward!r}")
     _require(isinstance(terminated, (bool, np.bool_)) and isinstance(truncated, (bool, np.bool_)),
-             f"step: terminated and truncated must be bools, got {type(terminated).__name__}, {type(truncated).__name__}")
+             f"step: terminated and truncated must be bools, got {type(terminated).__name__}, "
+             f"{type(truncated).__name__}")
     _check_info(info, "step")
     return ""
 
@@ -255,7 +258,8 @@ def _expert(p: _Probe) -> str:
     policy.reset(obs, info)
     action = np.asarray(policy(obs, info))
     _require(action.shape == p.env.action_space.shape and bool(np.all(np.isfinite(action))),
-             f"the expert's action has shape {action.shape} (or is not finite); the action space is {p.env.action_space}")
+             f"the expert's action has shape {action.shape} (or is not finite); the action space is "
+             f"{p.env.action_space}")
     return f"{getattr(factory, '__qualname__', factory)}"
 
 

@@ -184,7 +184,8 @@ def make_dmc_pixels(
         action space, reward per agent step, ``info["state"]`` the physics state.
     """
     if task is None:
-        raise ValueError('make_dmc_pixels needs task="<domain>-<task>", e.g. gym.make("lewm/DMC-v0", task="walker-walk")')
+        raise ValueError('make_dmc_pixels needs task="<domain>-<task>", '
+                         'e.g. gym.make("lewm/DMC-v0", task="walker-walk")')
     if render_mode not in (None, "rgb_array"):
         raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
     env = _shimmy_env(task, int(image_size), int(camera_id))

@@ -81,7 +81,8 @@ class GoalEnv(gym.Env, abc.ABC):
             )
         cls = type(self)
         if cls._render_live is GoalEnv._render_live and cls._render_state is GoalEnv._render_state:
-            raise TypeError(f"{cls.__name__} must implement _render_live or _render_state (see lewm_agent.envs.goal.GoalEnv)")
+            raise TypeError(f"{cls.__name__} must implement _render_live or _render_state "
+                            "(see lewm_agent.envs.goal.GoalEnv)")
         self.image_size = int(image_size)
         self.reward_type = reward_type
         self.terminate_on_success = bool(terminate_on_success)
@@ -269,13 +270,15 @@ class GoalEnv(gym.Env, abc.ABC):
             raise ValueError("simulate: actions must be finite")
         states = np.asarray(state, dtype=np.float32)
         if states.ndim not in (1, 2):
-            raise ValueError(f"simulate: state must have shape ({self.state_dim},) or (B, {self.state_dim}), got {states.shape}")
+            raise ValueError(f"simulate: state must have shape ({self.state_dim},) or (B, {self.state_dim}), "
+                             f"got {states.shape}")
         batched = acts.ndim == 3 or states.ndim == 2
         acts = acts if acts.ndim == 3 else acts[None]
         states = states if states.ndim == 2 else states[None]
         B = max(len(acts), len(states))
         if len(acts) not in (1, B) or len(states) not in (1, B):
-            raise ValueError(f"simulate: {len(states)} start states and {len(acts)} action sequences; pass one or B of each")
+            raise ValueError(f"simulate: {len(states)} start states and {len(acts)} action sequences; "
+                             "pass one or B of each")
         unique, inverse = np.unique(states, axis=0, return_inverse=True)  # validate each distinct start once
         checked = np.stack([self._check_state(s, "simulate state") for s in unique])
         starts = np.broadcast_to(checked[inverse.reshape(-1)], (B, self.state_dim))

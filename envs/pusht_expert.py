@@ -23,8 +23,8 @@ class PushTExpert:
     about the block's centre of mass, in steps of at most 45 degrees. Once there, it pushes
     toward a target ``min(push_len, score)`` units inside the block. Actions are targets
     (world units) plus Gaussian noise of std ``noise_std``; on a ``relative`` env the noisy
-    target's offset from the agent, divided by ``RELATIVE_SCALE`` and clipped to [-1, 1]. With probability ``random_prob`` per
-    step it leaves for a random waypoint for 3-9 steps.
+    target's offset from the agent, divided by ``RELATIVE_SCALE`` and clipped to [-1, 1]. With
+    probability ``random_prob`` per step it leaves for a random waypoint for 3-9 steps.
 
     Measured with the defaults (64x64, 300-step limit, 50 seeded episodes toward the T-target):
     98% success (49/50), mean episode length 90 steps; random actions: 0%.

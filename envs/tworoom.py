@@ -152,7 +152,8 @@ def _move_many(px: np.ndarray, py: np.ndarray, dx: np.ndarray, dy: np.ndarray) -
                 t_exit = np.where(still, t_exit, np.minimum(t_exit, t1))
             hit = ~miss & (axis >= 0) & (t_enter >= 0.0) & (t_enter < np.minimum(t_exit, 1.0))
             first = hit & (t_enter < best_t)
-            best_t, best_axis, best_rect = np.where(first, t_enter, best_t), np.where(first, axis, best_axis), np.where(first, k, best_rect)
+            best_t = np.where(first, t_enter, best_t)
+            best_axis, best_rect = np.where(first, axis, best_axis), np.where(first, k, best_rect)
         free = active & (best_axis < 0)
         px, py = np.where(free, px + dx, px), np.where(free, py + dy, py)
         active &= ~free
@@ -248,7 +249,8 @@ class TwoRoomEnv(GoalEnv):
             raise ValueError(f"glow must be in [0, 0.5] arena units, got {glow}; 0 draws a bare dot")
         self.glow = float(glow)
         if dot not in DOT_STYLES:
-            raise ValueError(f"dot must be one of {DOT_STYLES}, got {dot!r}; 'gaussian' draws the LeWM reference's blob")
+            raise ValueError(f"dot must be one of {DOT_STYLES}, got {dot!r}; 'gaussian' draws the LeWM "
+                             "reference's blob")
         self.dot = dot
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._pos = np.array([0.5, 0.5], np.float32)  # live centre (x, y), arena units

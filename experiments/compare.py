@@ -35,11 +35,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.baselines import METHODS, Task, check_budget  # noqa: E402
+from experiments.baselines import BUDGETS, METHODS, Task, check_budget  # noqa: E402
 from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
 from experiments.cells import cell_path, execute_cell, load_cell  # noqa: E402
 from experiments.report import find_block, markdown_table, task_table, update_block, write_reports  # noqa: E402
 from lewm_agent.experiment import run_key  # noqa: E402
+from lewm_agent.settings import check_name, help_text, parse_value, suggest  # noqa: E402
 
 __all__ = ["TaskSpec", "CompareConfig", "TASKS", "PRESETS", "make_config", "prepare_task", "run", "main"]
 
@@ -166,8 +167,10 @@ def make_config(preset: str) -> CompareConfig:
     if preset == "full":
         return CompareConfig(
             tasks=list(TASKS), methods=list(METHOD_ORDER), workers=4,
-            budgets={"lewm": {"preset": "paper", "patch_size": 8}, "lewm-nosigreg": {"preset": "paper", "patch_size": 8},
-                     "sb3-ppo": {"timesteps": 1_000_000, "n_envs": 8, "n_steps": 256, "batch_size": 256, "n_epochs": 10},
+            budgets={"lewm": {"preset": "paper", "patch_size": 8},
+                     "lewm-nosigreg": {"preset": "paper", "patch_size": 8},
+                     "sb3-ppo": {"timesteps": 1_000_000, "n_envs": 8, "n_steps": 256, "batch_size": 256,
+                                 "n_epochs": 10},
                      "sb3-sac": {"timesteps": 500_000, "buffer_size": 100_000, "learning_starts": 5_000,
                                  "batch_size": 256},
                      "dreamerv3": DREAMER_BUDGETS["full"], **json.loads(json.dumps(OFFLINE_BUDGETS["full"]))})
@@ -182,30 +185,49 @@ def make_config(preset: str) -> CompareConfig:
 PRESETS = ("smoke", "quick", "tasks", "full")
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def apply_overrides(cfg: CompareConfig, items: list[str]) -> CompareConfig:
-    """``method.key=value`` items -> budgets (values parsed as JSON where they parse, else strings)."""
+    """``METHOD.KEY=VALUE`` items -> budgets. The value is read in ``lewm``'s grammar (:mod:`lewm_agent.settings`) by
+    the type of the method's budget field, and an unknown method or field is named with the closest known one; a
+    method registered without a budget class (a plugin) takes any key, its value read as JSON where it parses.
+    Ranges are checked by :func:`experiments.baselines.check_budget`."""
     budgets = {m: dict(b) for m, b in cfg.budgets.items()}
     task_specs = json.loads(json.dumps(cfg.task_specs))  # a deep copy
     for item in items:
-        name, eq, value = item.partition("=")
-        method, dot, key = name.partition(".")
-        if not (eq and dot and key):
-            raise SystemExit(f"error: --set {item!r} is not METHOD.KEY=VALUE (e.g. sb3-ppo.timesteps=50000).")
-        if method not in METHODS:
-            raise SystemExit(f"error: --set {item!r}: unknown method {method!r}; methods: {', '.join(sorted(METHODS))}.")
-        parsed = _parse_value(value)
+        method, key, parsed = _parse_set(item)
         budgets.setdefault(method, {})[key] = parsed
         for spec in task_specs.values():  # an explicit setting beats a task's own
             if method in spec.get("budgets", {}):
                 spec["budgets"][method][key] = parsed
     return dataclasses.replace(cfg, budgets=budgets, task_specs=task_specs)
+
+
+def _parse_set(item: str) -> tuple[str, str, Any]:
+    """One ``--set METHOD.KEY=VALUE`` -> (method, key, typed value), or a one-line SystemExit naming the item."""
+    name, eq, value = item.partition("=")
+    method, dot, key = name.partition(".")
+    if not (eq and dot and key):
+        raise SystemExit(f"error: --set {item!r} is not METHOD.KEY=VALUE (e.g. sb3-ppo.timesteps=50000).")
+    if method not in METHODS:
+        raise SystemExit(f"error: --set {item}: unknown method {method!r}; {suggest(method, sorted(METHODS))}")
+    try:
+        if method not in BUDGETS:
+            return method, key, parse_value(value, Any)
+        cls = BUDGETS[method]
+        setting = check_name(cls, key, f"the {method} budget ({cls.__qualname__})")
+        return method, key, parse_value(value, setting.kind, f"{cls.__qualname__}.{key}")
+    except ValueError as e:
+        raise SystemExit(f"error: --set {item}: {e}") from None
+
+
+def budget_help() -> str:
+    """The ``--set`` fields of every registered method with a budget class, with the class's defaults (a preset's
+    budgets replace some)."""
+    by_class: dict[type, list[str]] = {}
+    for method, cls in BUDGETS.items():
+        by_class.setdefault(cls, []).append(method)
+    parts = [help_text(cls, f"--set {'|'.join(methods)}.KEY=VALUE ({cls.__qualname__}; [default]):")
+             for cls, methods in by_class.items() if dataclasses.fields(cls)]
+    return "\n\n".join(parts)
 
 
 def _resolve_task(name: str) -> tuple[str, TaskSpec]:
@@ -261,7 +283,8 @@ def machine_summary(device: str) -> dict[str, Any]:
             "torch": torch.__version__, "platform": platform.platform()}
 
 
-def run(cfg: CompareConfig, run_dir: Path, progress: bool = True, plugins: list[str] | None = None) -> list[dict[str, Any]]:
+def run(cfg: CompareConfig, run_dir: Path, progress: bool = True,
+        plugins: list[str] | None = None) -> list[dict[str, Any]]:
     """Prepare every task, run every missing cell (each in its own process), write the reports.
 
     ``plugins``: modules imported here and in every cell (methods, envs); each cell also imports the modules
@@ -345,7 +368,7 @@ def _claim_work(run_dir: Path, task: str, method: str, key: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=budget_help(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick", choices=PRESETS)
     parser.add_argument("--run-name", default=None, help="results/<run-name> (default: the preset's name)")
@@ -355,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                              "for an env registered by another package; see docs/foreign_envs.md)")
     parser.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                        help="budget override, repeatable (e.g. lewm.steps=2500, sb3-ppo.timesteps=100000)")
+                        help="a budget field of a method, repeatable (e.g. lewm.steps=2500, sb3-ppo.timesteps=100000); "
+                             "the value in lewm's grammar (see lewm train --help), the fields below")
     parser.add_argument("--episodes", type=int, default=None, help="episodes collected per task")
     parser.add_argument("--eval-episodes", type=int, default=None, help="start/goal pairs per task")
     parser.add_argument("--eval-budget", type=int, default=None, help="env steps per pair")
@@ -366,11 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="import MODULE (which registers methods) in every cell, repeatable")
     parser.add_argument("--env-module", action="append", default=[], metavar="MODULE",
-                        help="import MODULE (which registers envs and their experts) here and in every cell; repeatable "
-                             "or comma-separated (a MODULE:ENV_ID task needs none)")
+                        help="import MODULE (which registers envs and their experts) here and in every cell; "
+                             "repeatable or comma-separated (a MODULE:ENV_ID task needs none)")
     parser.add_argument("--readme", default=None, metavar="PATH",
-                        help="also write the per-task table into PATH between <!-- RUN-NAME-table:begin/end --> markers "
-                             "(the README's `tasks` table: --preset tasks --readme README.md)")
+                        help="also write the per-task table into PATH between <!-- RUN-NAME-table:begin/end --> "
+                             "markers (the README's `tasks` table: --preset tasks --readme README.md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     from lewm_agent.cli import sigterm_as_interrupt, user_error
@@ -413,7 +437,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise SystemExit(f"error: --plugin {module}: {e}; pass an importable module that registers methods.") from None
+            raise SystemExit(f"error: --plugin {module}: {e}; pass an importable module that registers "
+                             "methods.") from None
     if args.env_module:
         from lewm_agent import envs
 

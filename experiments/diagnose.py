@@ -33,7 +33,6 @@ import dataclasses
 import math
 import sys
 import time
-import typing
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from lewm_agent.envs.goal import GoalEnv  # noqa: E402
 from lewm_agent.config import PlanConfig, replace  # noqa: E402
 from lewm_agent.files import atomic_write_json  # noqa: E402
 from lewm_agent.planning import PlanResult, plan  # noqa: E402
+from lewm_agent.settings import apply_settings, parse_settings  # noqa: E402
 
 __all__ = [
     "DEFAULT_GOALS",
@@ -182,7 +182,8 @@ class OracleActor:
 
         def cost(blocks: torch.Tensor) -> torch.Tensor:
             E, S, H, _ = blocks.shape
-            actions = blocks.detach().float().cpu().numpy().reshape(E * S, H * fs, A) * self.action_std + self.action_mean
+            actions = blocks.detach().float().cpu().numpy().reshape(E * S, H * fs, A)
+            actions = actions * self.action_std + self.action_mean
             actions = np.clip(actions, self.action_low, self.action_high)  # what the agent executes
             traj = env.simulate(np.repeat(states, S, axis=0), actions)  # (E*S, H*fs, state_dim)
             ends = traj[:, fs - 1 :: fs]  # (E*S, H, state_dim): the states after each block
@@ -378,24 +379,16 @@ def plot_landscape(landscape: Landscape, path: str | Path, title: str = "") -> P
 
 # ---------------------------------------------------------------------------------------------- the run
 def parse_plan_setting(text: str) -> dict[str, Any]:
-    """``"samples=300,iterations=30"`` -> typed PlanConfig overrides; unknown fields fail loudly."""
-    hints = typing.get_type_hints(PlanConfig)
+    """``"samples=300,iterations=30"`` -> typed PlanConfig overrides, each item in ``lewm --plan``'s grammar
+    (:mod:`lewm_agent.settings`), checked by PlanConfig; unknown fields and bad values fail loudly."""
     items = [s.strip() for s in text.split(",") if s.strip()]
     if not items:
         raise DiagnoseError(f"--plan {text!r} names no PlanConfig field; pass e.g. --plan samples=300,iterations=30.")
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise DiagnoseError(f"--plan item {item!r} is not KEY=VALUE; pass e.g. --plan samples=300,iterations=30.")
-        if key not in hints:
-            raise DiagnoseError(f"PlanConfig has no field {key!r}; fields: {', '.join(sorted(hints))}.")
-        kind = hints[key]
-        try:
-            out[key] = value.lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
-        except (TypeError, ValueError):
-            raise DiagnoseError(f"PlanConfig.{key} expects {getattr(kind, '__name__', kind)}, got {value!r}.") from None
-    return out
+    try:
+        apply_settings(PlanConfig(), items, "--plan")  # ranges and choices, before any work
+        return parse_settings(PlanConfig, items)
+    except ValueError as e:
+        raise DiagnoseError(str(e)) from None
 
 
 def _label(overrides: dict[str, Any]) -> str:
@@ -525,7 +518,8 @@ def format_table(out: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("agent_dir", type=Path, help="a trained agent directory (RUN/agent)")
     p.add_argument("--eval-data", type=Path, required=True, help="held-out episode file (every episode is used)")
     p.add_argument("--out", type=Path, required=True, help="output directory (diagnose.json, landscape.png)")

@@ -139,7 +139,8 @@ def report(run: Path, records: list[dict[str, Any]]) -> None:
              "(50 envs planned in one batched call). `x base` = time relative to `cem-300x10`.", ""]
     for task in dict.fromkeys(r["task"] for r in records):
         rows = [r for r in records if r["task"] == task]
-        base = next((r["seconds_per_plan"] for name in ("cem-300x10", "default") for r in rows if r["setting"] == name), None)
+        base = next((r["seconds_per_plan"] for name in ("cem-300x10", "default") for r in rows
+                     if r["setting"] == name), None)
         lines += [f"## {task}", "", "| setting | success | 95% CI | ms per env plan | x base | overrides |",
                   "|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: r["seconds_per_plan"]):
@@ -187,7 +188,8 @@ def _plot(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", type=Path, required=True, help="a comparison run directory (results/<run-name>)")
     p.add_argument("--tasks", default="TwoRoom,Reacher", help="comma-separated task names of that run")
     p.add_argument("--settings", default=",".join(s for s in SETTINGS if s != "default"),

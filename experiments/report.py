@@ -14,8 +14,8 @@ from typing import Any
 
 from lewm_agent.files import atomic_write_json, atomic_write_text
 
-__all__ = ["CSV_COLUMNS", "PAPER_SUCCESS", "find_block", "markdown_table", "task_table", "update_block", "write_csv", "write_plots",
-           "write_reports"]
+__all__ = ["CSV_COLUMNS", "PAPER_SUCCESS", "find_block", "markdown_table", "task_table", "update_block", "write_csv",
+           "write_plots", "write_reports"]
 
 CSV_COLUMNS = [
     "task", "method", "status", "success_rate", "ci95_low", "ci95_high", "successes", "num_episodes", "mean_return",
@@ -78,14 +78,16 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
             f"{_ms(r['decision_ms_median'])} / {_ms(r['decision_ms_p95'])} / {_ms(r.get('decision_ms_mean'))} | "
             f"{_fmt_int(r['params'])} | {mem} |")
     out = "\n".join(lines) + "\n"
-    collapse = [r for r in records if r.get("status") == "ok" and "train/emb_std" in r.get("extra", {}).get("final", {})]
+    collapse = [r for r in records
+                if r.get("status") == "ok" and "train/emb_std" in r.get("extra", {}).get("final", {})]
     if collapse:
         out += "\nEmbeddings at the end of training (collapse shows as std -> 0 and few effective dimensions):\n"
         for r in collapse:
             f = r["extra"]["final"]
             out += (f"- {r['task']} / {r['method']}: embedding std {f['train/emb_std']:.2f}, participation ratio "
                     f"{f.get('train/participation_ratio', float('nan')):.1f}, effective rank "
-                    f"{f.get('train/eff_rank', float('nan')):.1f}, prediction loss {f.get('train/pred_loss', float('nan')):.4f}\n")
+                    f"{f.get('train/eff_rank', float('nan')):.1f}, prediction loss "
+                    f"{f.get('train/pred_loss', float('nan')):.4f}\n")
     if notes:
         out += "\n" + "\n".join(notes) + "\n"
     return out
@@ -131,7 +133,8 @@ def find_block(path: Path, name: str) -> tuple[str, int, int]:
     old = path.read_text() if path.is_file() else ""
     i, j = old.find(begin), old.find(end)
     if i < 0 or j < i:
-        raise ValueError(f"{path} has no '{begin}' ... '{end}' block to write into; add both markers where the table goes.")
+        raise ValueError(f"{path} has no '{begin}' ... '{end}' block to write into; add both markers where the "
+                         "table goes.")
     return old, i + len(begin), j
 
 
@@ -265,6 +268,7 @@ def write_reports(run_dir: Path, records: list[dict[str, Any]], header: dict[str
         md.append("\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in plots) + "\n")
     videos = [v for r in records for v in r.get("videos", [])[:1]]
     if videos:
-        md.append("\nVideos (observation | goal, green border once solved): " + ", ".join(f"[{v}]({v})" for v in videos) + "\n")
+        links = ", ".join(f"[{v}]({v})" for v in videos)
+        md.append(f"\nVideos (observation | goal, green border once solved): {links}\n")
     atomic_write_text(run_dir / "results.md", "\n".join(md))
     return {"json": run_dir / "results.json", "csv": run_dir / "results.csv", "md": run_dir / "results.md"}

@@ -73,7 +73,8 @@ class Variant:
         if self.steps < 1 or self.episodes < 2:
             raise ValueError(f"variant {self.name}: steps must be >= 1 and episodes >= 2.")
         if self.image_size % self.patch_size:
-            raise ValueError(f"variant {self.name}: image_size {self.image_size} is not a multiple of patch {self.patch_size}.")
+            raise ValueError(f"variant {self.name}: image_size {self.image_size} is not a multiple of patch "
+                             f"{self.patch_size}.")
         return self
 
 
@@ -278,7 +279,8 @@ def prepare_data(study: Study, variants: list[Variant], root: Path, progress: bo
         path.parent.mkdir(parents=True, exist_ok=True)
         collect(study.env_id, path, num_episodes=episodes, policy=study.policy, seed=seed, progress=progress,
                 workers=study.workers, overwrite=True,
-                env_kwargs={**study.env_kwargs, **v.env_kwargs, "image_size": v.image_size}, policy_kwargs=policy_kwargs)
+                env_kwargs={**study.env_kwargs, **v.env_kwargs, "image_size": v.image_size},
+                policy_kwargs=policy_kwargs)
 
 
 def _device_name(device: str) -> str:
@@ -349,9 +351,11 @@ def run_variant(study: Study, v: Variant, root: Path, device: str = "auto", time
         "random_per_pair_min_distance": [e.get("min_distance") for e in rnd["episodes"]],
         "probe_r": probe["probe_r"], "probe_r_per_dim": probe["probe_r_per_dim"],
         "distance_rank_corr": probe["distance_rank_corr"], "local_rank_corr": probe["local_rank_corr"],
-        "train_seconds": timing["train_seconds"], "train_calls": timing["calls"], "final_metrics": timing.get("final", {}),
+        "train_seconds": timing["train_seconds"], "train_calls": timing["calls"],
+        "final_metrics": timing.get("final", {}),
         "eval_seconds": eval_seconds, "plan_seconds_per_decision": lewm["extra"].get("plan_seconds_per_decision"),
-        "params": lewm["extra"].get("param_breakdown"), "plan": lewm["extra"].get("plan"), "device": _device_name(device),
+        "params": lewm["extra"].get("param_breakdown"), "plan": lewm["extra"].get("plan"),
+        "device": _device_name(device),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     atomic_write_json(root / "records" / f"{v.name}.json", record)
@@ -372,7 +376,8 @@ def _collapse(r: dict[str, Any]) -> str:
 
 def _closest_failure(r: dict[str, Any]) -> str:
     """Median over the failed pairs of the smallest goal distance reached (task units)."""
-    dists = [d for d, ok in zip(r.get("per_pair_min_distance") or [], r.get("per_pair") or []) if not ok and d is not None]
+    pairs = zip(r.get("per_pair_min_distance") or [], r.get("per_pair") or [])
+    dists = [d for d, ok in pairs if not ok and d is not None]
     if not dists:
         return "-"
     dists.sort()
@@ -399,8 +404,8 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
     for r in records:  # curves follow the study's current definition, not the one a record was made with
         if r["variant"] in current:
             r["axis"], r["also_on"] = current[r["variant"]].axis, list(current[r["variant"]].also_on)
-    order = ["readout", "history", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time", "reference", "combined",
-             "flatten-dot", "sigreg-lambda"]
+    order = ["readout", "history", "steps", "steps-sincos", "steps-flatten", "data", "image", "image-cpu-time",
+             "reference", "combined", "flatten-dot", "sigreg-lambda"]
     axes = [a for a in order if sum(a == r["axis"] or a in r["also_on"] for r in records) >= 2]  # curves, not points
     numeric = {"steps": ("steps", "training steps"), "steps-sincos": ("steps", "training steps, sincos positions"),
                "steps-flatten": ("steps", "training steps, flatten readout"),
@@ -445,14 +450,15 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
                 else:
                     ax.plot(pos, [r["local_rank_corr"] for r in rows], marker="o",
                             label=f"frames <= {study.goal_offset} steps apart")
-                    ax.plot(pos, [r["distance_rank_corr"] for r in rows], marker="s", ls="--", label="random frame pairs")
+                    ax.plot(pos, [r["distance_rank_corr"] for r in rows], marker="s", ls="--",
+                            label="random frame pairs")
                 ax.legend(fontsize=7)
                 if axis in numeric:
                     ax.set_xscale("log")
                     ax.minorticks_off()
                 ax.set_xticks(pos)
-                ax.set_xticklabels(labels, fontsize=7, rotation=0 if axis in numeric or axis == "image" else 30, ha="right"
-                                   if axis == "reference" else "center")
+                ax.set_xticklabels(labels, fontsize=7, rotation=0 if axis in numeric or axis == "image" else 30,
+                                   ha="right" if axis == "reference" else "center")
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(label)
                 ax.grid(alpha=0.3)
@@ -463,8 +469,9 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
         fig.savefig(png, dpi=110)
         plt.close(fig)
 
-    lines = [f"| variant | steps | episodes | image/patch | other settings | success (95% CI) | random | probe r | "
-             f"rank corr. local / all | emb. std / eff. rank | closest approach of failures | train wall-clock | device |",
+    lines = ["| variant | steps | episodes | image/patch | other settings | success (95% CI) | random | probe r | "
+             "rank corr. local / all | emb. std / eff. rank | closest approach of failures | train wall-clock | "
+             "device |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = [v.name for v in study.variants]
     for r in sorted(records, key=lambda r: names.index(r["variant"]) if r["variant"] in names else 99):
@@ -476,8 +483,8 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
             f"| {r['variant']} | {steps} | {r['episodes']:,} | {r['image_size']}/{r['patch_size']} | {other} | "
             f"**{100 * r['success_rate']:.0f}%** ({100 * r['ci95'][0]:.0f}-{100 * r['ci95'][1]:.0f}) | "
             f"{100 * r['random_success_rate']:.0f}% | {r['probe_r']:.3f} | {r['local_rank_corr']:.2f} / "
-            f"{r['distance_rank_corr']:.2f} | {_collapse(r)} | {_closest_failure(r)} | {_fmt_time(r['train_seconds'])} | "
-            f"{r['device']} |")
+            f"{r['distance_rank_corr']:.2f} | {_collapse(r)} | {_closest_failure(r)} | "
+            f"{_fmt_time(r['train_seconds'])} | {r['device']} |")
     table = "\n".join(lines)
     md = docs / f"scaling_{study_name}.md"
     atomic_write_text(md,
@@ -522,7 +529,8 @@ def _launch(args: argparse.Namespace, names: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default="tworoom-bare", choices=sorted(STUDIES))
     ap.add_argument("--variants", help="comma-separated variant names (default: all of the study)")
     ap.add_argument("--root", help="results directory (default: results/scaling/<study>)")
@@ -578,8 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         if rec is None:
             print(f"{v.name}: stopped by --time-limit; rerun to continue", flush=True)
         else:
-            print(f"{v.name} ({rec['status']}, {rec['steps_done']} steps): success {100 * rec['success_rate']:.0f}% (random {100 * rec['random_success_rate']:.0f}%), "
-                  f"probe r {rec['probe_r']:.3f}, rank corr local {rec['local_rank_corr']:.2f} / all "
+            print(f"{v.name} ({rec['status']}, {rec['steps_done']} steps): success {100 * rec['success_rate']:.0f}% "
+                  f"(random {100 * rec['random_success_rate']:.0f}%), probe r {rec['probe_r']:.3f}, rank corr local "
+                  f"{rec['local_rank_corr']:.2f} / all "
                   f"{rec['distance_rank_corr']:.2f}, {rec['train_seconds'] / 60:.1f} min of training", flush=True)
     return 0
 

@@ -21,4 +21,5 @@ def load(path, device: str = "auto", **plan_overrides) -> LeWMAgent:
     return LeWMAgent.load(path, device=device, **plan_overrides)
 
 
-__all__ = ["LeWMAgent", "LeWM", "ModelConfig", "TrainConfig", "PlanConfig", "preset", "load", "resolve_device", "__version__"]
+__all__ = ["LeWMAgent", "LeWM", "ModelConfig", "TrainConfig", "PlanConfig", "preset", "load", "resolve_device",
+           "__version__"]

@@ -132,12 +132,15 @@ class LeWMAgent:
                              "`lewm policy AGENT_DIR` (lewm_agent.policy.fit_policy) or use mode='plan'.")
         if self.policy is not None and getattr(self.policy, "horizon", self.plan_cfg.horizon) < self.plan_cfg.horizon:
             raise ValueError(f"LeWMAgent: the policy proposes {self.policy.horizon} blocks but PlanConfig.horizon="
-                             f"{self.plan_cfg.horizon}; plan with horizon <= {self.policy.horizon} or retrain the policy.")
+                             f"{self.plan_cfg.horizon}; plan with horizon <= {self.policy.horizon} or retrain the "
+                             "policy.")
         A = cfg.action_dim
-        arrays = {"action_mean": action_mean, "action_std": action_std, "action_low": action_low, "action_high": action_high}
+        arrays = {"action_mean": action_mean, "action_std": action_std, "action_low": action_low,
+                  "action_high": action_high}
         for name, arr in arrays.items():
             if np.asarray(arr).shape != (A,):
-                raise ValueError(f"LeWMAgent: {name} must have shape ({A},) (model action_dim), got {np.asarray(arr).shape}.")
+                raise ValueError(f"LeWMAgent: {name} must have shape ({A},) (model action_dim), "
+                                 f"got {np.asarray(arr).shape}.")
             if not np.isfinite(np.asarray(arr, np.float64)).all():
                 raise ValueError(f"LeWMAgent: {name} must be finite, got {np.asarray(arr)}.")
         if np.any(np.asarray(action_std) <= 0):
@@ -156,8 +159,9 @@ class LeWMAgent:
         """``fp32`` or ``bf16``: the arithmetic actually used (``PlanConfig.precision`` resolved)."""
         # bounds of one action block in normalised units, for the planner's clamp
         fs = cfg.frameskip
-        self._block_low = torch.as_tensor(self.normalizer.normalize_blocks(np.tile(self.action_low, fs)), device=self.device)
-        self._block_high = torch.as_tensor(self.normalizer.normalize_blocks(np.tile(self.action_high, fs)), device=self.device)
+        normalize = self.normalizer.normalize_blocks
+        self._block_low = torch.as_tensor(normalize(np.tile(self.action_low, fs)), device=self.device)
+        self._block_high = torch.as_tensor(normalize(np.tile(self.action_high, fs)), device=self.device)
         self.num_plans = 0
         """Env decisions made by the planner or the policy since construction."""
         self.plan_seconds = 0.0
@@ -191,12 +195,12 @@ class LeWMAgent:
             raise CheckpointError(f"Checkpoint config {where} is malformed: {e}") from None
         for name, arr in arrays.items():
             if not np.isfinite(arr).all():
-                raise CheckpointError(f"Checkpoint config {where}: agent.{name} holds NaN or infinity ({arr.tolist()}); "
-                                      "the checkpoint is corrupt: re-save or retrain it.")
+                raise CheckpointError(f"Checkpoint config {where}: agent.{name} holds NaN or infinity "
+                                      f"({arr.tolist()}); the checkpoint is corrupt: re-save or retrain it.")
         bad = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
-            raise CheckpointError(f"Checkpoint {path}: {len(bad)} weight tensor(s) hold NaN or infinity (first: {bad[0]}); "
-                                  "the training diverged or the file is corrupt: retrain it.")
+            raise CheckpointError(f"Checkpoint {path}: {len(bad)} weight tensor(s) hold NaN or infinity "
+                                  f"(first: {bad[0]}); the training diverged or the file is corrupt: retrain it.")
         check_library_version(config, where)
         plan_cfg = replace(plan_cfg, **plan_overrides)  # the caller's settings: their errors are the caller's
         policy_state = {k[len(POLICY_PREFIX):]: v for k, v in state_dict.items() if k.startswith(POLICY_PREFIX)}
@@ -236,7 +240,8 @@ class LeWMAgent:
         return self.normalizer.std
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` (model and policy weights) to directory ``path`` (atomically)."""
+        """Write ``config.json`` + ``model.safetensors`` (model and policy weights) to directory ``path``
+        (atomically)."""
         config = self.checkpoint_config(
             self.model.cfg, self.plan_cfg, self.action_mean, self.action_std,
             self.action_low, self.action_high, self.obs_shape, self.metadata,

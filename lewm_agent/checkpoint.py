@@ -114,7 +114,8 @@ def recover_checkpoint(path: str | os.PathLike) -> bool:
         for old in olds:  # the newest interrupted swap: its new checkpoint, else its old one
             new = dead.get(old.name.replace(".old-", ".tmp-", 1))
             for candidate in (new, old):
-                if candidate is not None and (candidate / CONFIG_NAME).is_file() and (candidate / WEIGHTS_NAME).is_file():
+                complete = candidate is not None and (candidate / CONFIG_NAME).is_file()
+                if complete and (candidate / WEIGHTS_NAME).is_file():
                     os.replace(candidate, path)
                     restored = True
                     break

@@ -1,4 +1,6 @@
-"""``lewm collect | train | eval | check-env | probe | policy | run``: thin wrappers that parse arguments and call the API."""
+"""``lewm collect | train | eval | check-env | probe | policy | run``: thin wrappers that parse arguments and call
+the API. Config fields are set with ``--model/--train/--plan KEY=VALUE`` (``lewm policy --set``) in the grammar of
+:mod:`lewm_agent.settings`; ``lewm COMMAND --help`` lists them."""
 
 from __future__ import annotations
 
@@ -8,43 +10,74 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import threading
-import typing
 import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import PRESETS, ModelConfig, PlanConfig, TrainConfig, preset, replace
+from .config import PRESETS, ModelConfig, PlanConfig, PolicyConfig, TrainConfig, preset
+from .settings import apply_settings, help_text, parse_settings
 
 
 class UsageError(ValueError):
     """A bad command line: the message names the flag and the fix (printed as one line, exit code 2)."""
 
 
-BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+class _Typed(str):
+    """A ``KEY=VALUE`` setting given through an alias flag; ``typed`` is how the user wrote it (``--steps 0``), which
+    an error names (:func:`lewm_agent.settings.apply_settings`)."""
+
+    typed: str
 
 
-def _parse_overrides(cls, items: list[str] | None) -> dict[str, Any]:
-    """``["lr=1e-3", "history=3"]`` -> typed dict for dataclass ``cls``; unknown keys and bad values fail loudly."""
-    hints = typing.get_type_hints(cls)
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UsageError(f"override {item!r} is not KEY=VALUE (e.g. lr=1e-3).")
-        key, value = item.split("=", 1)
-        if key not in hints:
-            raise UsageError(f"{cls.__name__} has no field {key!r}; fields: {', '.join(sorted(hints))}.")
-        kind = hints[key]
-        if kind is bool:
-            if value.strip().lower() not in BOOLEANS:
-                raise UsageError(f"{cls.__name__}.{key} expects true or false, got {value!r}.")
-            out[key] = BOOLEANS[value.strip().lower()]
-        else:
-            try:
-                out[key] = kind(value)
-            except (TypeError, ValueError):
-                raise UsageError(f"{cls.__name__}.{key} expects {getattr(kind, '__name__', kind)}, got {value!r}.") from None
-    return out
+class _Alias(argparse.Action):
+    """``--steps N`` as ``--train steps=N``: appended to the group's ``KEY=VALUE`` list in command-line order (the
+    later setting wins), parsed and checked by the same code as every other setting."""
+
+    def __init__(self, option_strings, dest, group: str, field: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.group, self.field = group, field
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        item = _Typed(f"{self.field}={values}")
+        item.typed = f"{option_string} {values}"
+        setattr(namespace, self.group, [*(getattr(namespace, self.group, None) or []), item])
+
+
+GROUPS = {"model": ModelConfig, "train": TrainConfig, "plan": PlanConfig, "set": PolicyConfig}
+"""The ``KEY=VALUE`` flags of ``lewm`` (``--model``, ``--train``, ``--plan``; ``lewm policy --set``) and their
+dataclass."""
+
+
+def _settings(group: str, base: Any, args: argparse.Namespace) -> Any:
+    """``base`` (a config) with the command line's ``--GROUP KEY=VALUE`` settings (and their aliases) applied."""
+    return apply_settings(base, getattr(args, group, None), f"--{group}")
+
+
+SETTINGS_HELP = ("Settings are KEY=VALUE, the value written in the field's type: bool true or false (also yes/no, "
+                 "on/off, 1/0), int (1e5 too), float, str, {a,b} one of the choices, X|none none or an X. An unknown "
+                 "field or a bad value is refused before any work.")
+
+
+def _add_settings(p: argparse.ArgumentParser, groups: dict[str, str], aliases: dict[str, str] | None = None,
+                  defaults: Any = None, shown: str = "default") -> None:
+    """``--GROUP KEY=VALUE`` flags (``groups``: group -> help) with their fields listed in ``p``'s help, and alias flags
+    (``aliases``: ``--flag`` -> ``group.field``). ``defaults``: an object with the groups' configs as attributes (a
+    preset) whose values the help shows in brackets, described by ``shown``; None: each dataclass's defaults; False:
+    no values."""
+    lines = [textwrap.fill(SETTINGS_HELP, 100)]
+    for group, what in groups.items():
+        p.add_argument(f"--{group}", action="append", metavar="KEY=VALUE", help=f"{what}; repeatable, fields below")
+        values = False if defaults is False else getattr(defaults, group, None)
+        lines.append(help_text(GROUPS[group], f"--{group} KEY=VALUE ({GROUPS[group].__name__}"
+                               + (f"; [{shown}]):" if values is not False else "):"), values))
+    for flag, target in (aliases or {}).items():
+        group, field = target.split(".")
+        p.add_argument(flag, action=_Alias, group=group, field=field, metavar=field.upper(),
+                       help=f"same as --{group} {field}={field.upper()}")
+    p.epilog = "\n\n".join(lines)
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _at_least(args: argparse.Namespace, minimum: int, *names: str) -> None:
@@ -135,14 +168,8 @@ def cmd_collect(args) -> None:
 def cmd_train(args) -> None:
     from .train import train
 
-    _at_least(args, 1, "steps", "batch_size")
     p = preset(args.preset)
-    model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
-    tr = replace(p.train, **_parse_overrides(TrainConfig, args.train))
-    for field in ("steps", "batch_size", "lr", "device", "seed"):
-        if getattr(args, field) is not None:
-            tr = replace(tr, **{field: getattr(args, field)})
-    plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
+    model, tr, plan = (_settings(group, getattr(p, group), args) for group in ("model", "train", "plan"))
     if args.time_limit is not None and not args.time_limit > 0:
         raise UsageError(f"--time-limit {args.time_limit} must be > 0 minutes (leave it out for no limit).")
     result = train(args.data, args.out, model, tr, plan, resume=args.resume,
@@ -162,10 +189,11 @@ def cmd_eval(args) -> None:
 
     out = check_output_file(Path(args.out) if args.out else Path(args.agent).parent / "eval.json")
     protocol = _protocol(args)
+    _settings("plan", PlanConfig(), args)  # names, types and ranges checked before the agent is loaded
     records = evaluate_checkpoint(args.agent, protocol, data_path=args.data,
                                   video_dir=out.parent / "videos", video_episodes=args.video,
                                   with_random=not args.no_random, device=args.device,
-                                  plan_overrides=_parse_overrides(PlanConfig, args.plan), env_id=args.env,
+                                  plan_overrides=parse_settings(PlanConfig, args.plan), env_id=args.env,
                                   env_kwargs=_json_dict(args.env_kwargs, "--env-kwargs") or None, video_root=out.parent)
     atomic_write_json(out, {name: r.to_dict() for name, r in records.items()}, default=str)
     lewm = records["lewm"]
@@ -208,12 +236,9 @@ def cmd_probe(args) -> None:
 
 
 def cmd_policy(args) -> None:
-    from .policy import PolicyConfig, fit_policy
+    from .policy import fit_policy
 
-    _at_least(args, 1, "steps")
-    cfg = replace(PolicyConfig(), **_parse_overrides(PolicyConfig, args.set))
-    if args.steps is not None:
-        cfg = replace(cfg, steps=args.steps)
+    cfg = _settings("set", PolicyConfig(), args)
     m = fit_policy(args.agent, cfg, data_path=args.data, device=args.device)
     val = "-" if m["val_loss"] is None else f"{m['val_loss']:.4f}"
     print(f"policy trained {m['steps']} steps in {m['seconds']:.1f}s on {m['samples']} (start, goal) samples of "
@@ -226,15 +251,11 @@ def cmd_run(args) -> None:
 
     from .files import check_output_dir
 
-    _at_least(args, 1, "steps", "episodes", "workers", "max_steps")
+    _at_least(args, 1, "episodes", "workers", "max_steps")
     check_output_dir(args.out)
     protocol = _protocol(args)
     p = preset(args.preset)
-    if args.steps is not None:
-        p.train = replace(p.train, steps=args.steps)
-    p.train = replace(p.train, **_parse_overrides(TrainConfig, args.train))
-    p.model = replace(p.model, **_parse_overrides(ModelConfig, args.model))
-    plan = replace(p.plan, **_parse_overrides(PlanConfig, args.plan))
+    p.model, p.train, plan = (_settings(group, getattr(p, group), args) for group in ("model", "train", "plan"))
     env_kwargs = _json_dict(args.env_kwargs, "--env-kwargs") or None
     env_id = args.env or p.env_id or "lewm/TwoRoom-v1"
     records = run_pipeline(p, args.out, env_id=env_id, env_kwargs=env_kwargs, episodes=args.episodes, seed=args.seed,
@@ -250,7 +271,7 @@ def cmd_run(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lewm", description="LeWorldModel: collect, train, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
-    override = dict(action="append", metavar="KEY=VALUE")
+    cpu = preset("cpu")  # the default --preset: the values train and run's help shows
 
     p = sub.add_parser("collect", help="roll a collection policy into an HDF5 episode file")
     p.add_argument("--env", default="lewm/TwoRoom-v1", help=ENV_HELP + " (default lewm/TwoRoom-v1)")
@@ -267,8 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-kwargs", default=None, help="JSON dict of extra env arguments")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--append", action="store_true",
-                   help="add episodes to an existing file (with a --seed past the file's: episode i is seeded seed + i)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing file (else an existing --out is refused)")
+                   help="add episodes to an existing file (with a --seed past the file's: episode i is seeded "
+                        "seed + i)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file (else an existing --out is refused)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes collecting in parallel (rendering is the slow part; the file is the same for any N)")
     p.add_argument("--out", required=True, help="episode file to write (e.g. data/tworoom.h5)")
@@ -277,12 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train LeWM on an episode file")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--device")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                   help="model, training and planning settings to start from (default cpu); --model/--train/--plan "
+                        "change single fields")
     p.add_argument("--resume", action="store_true", help="continue from out/checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out (its agent, checkpoint and tb/); else a run there is refused")
@@ -295,25 +315,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "Give them again with --resume")
     p.add_argument("--action-high", type=float, nargs="+", metavar="HIGH",
                    help="the env's upper action bound, one number per action dimension (see --action-low)")
-    p.add_argument("--model", help="ModelConfig override, repeatable", **override)
-    p.add_argument("--train", help="TrainConfig override, repeatable", **override)
-    p.add_argument("--plan", help="PlanConfig override saved with the agent, repeatable", **override)
+    _add_settings(p, {"model": "a model field", "train": "a training field",
+                      "plan": "a planning field, saved with the agent"},
+                  {"--steps": "train.steps", "--batch-size": "train.batch_size", "--lr": "train.lr",
+                   "--device": "train.device", "--seed": "train.seed"}, defaults=cpu, shown="--preset cpu's value")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained agent with the LeWM protocol")
     p.add_argument("--agent", required=True, help="agent directory (run/agent)")
-    p.add_argument("--data", default=None, help="episode file of held-out episodes (default: the agent's validation split)")
+    p.add_argument("--data", default=None,
+                   help="episode file of held-out episodes (default: the agent's validation split)")
     p.add_argument("--out", default=None,
                    help="JSON file of the records, {lewm: ..., random: ...} (default: run/eval.json)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-random", action="store_true", help="skip the random-policy baseline")
-    p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
+    _add_settings(p, {"plan": "a planning field instead of the agent's saved one"}, defaults=False)
     p.add_argument("--env", default=None,
                    help=ENV_HELP + ". Default: the env recorded with the agent's data. Another env is made with its "
                         "own defaults at the agent's frame size (plus --env-kwargs); its states must be the data's")
     _add_env_module_arg(p)
     p.add_argument("--env-kwargs", default=None,
-                   help="JSON dict of env arguments (with --env: over the agent's image_size; else over the recorded ones)")
+                   help="JSON dict of env arguments (with --env: over the agent's image_size; else over the recorded "
+                        "ones)")
     _add_protocol_args(p)
     p.set_defaults(func=cmd_eval)
 
@@ -331,17 +354,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("policy", help="train a latent goal-conditioned policy for an agent (warm-starts or replaces planning)")
+    p = sub.add_parser("policy",
+                       help="train a latent goal-conditioned policy for an agent (warm-starts or replaces planning)")
     p.add_argument("agent", metavar="AGENT_DIR", help="agent directory (run/agent); saved back with the policy")
-    p.add_argument("--data", default=None, help="episode file (default: the agent's training file, minus its held-out episodes)")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: PolicyConfig's 3000)")
-    p.add_argument("--set", help="PolicyConfig override, repeatable (e.g. hidden=256)", **override)
+    p.add_argument("--data", default=None,
+                   help="episode file (default: the agent's training file, minus its held-out episodes)")
+    _add_settings(p, {"set": "a policy field (e.g. hidden=256)"}, {"--steps": "set.steps"})
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_policy)
 
     p = sub.add_parser("run", help="collect + split + train + evaluate + videos, resumable; records in OUT/cells/TASK/")
     p.add_argument("--env", default=None,
-                   help=ENV_HELP + " (default: the preset's task, e.g. --preset reacher: lewm/Reacher-v0; else lewm/TwoRoom-v1)")
+                   help=ENV_HELP + " (default: the preset's task, e.g. --preset reacher: lewm/Reacher-v0; else "
+                                   "lewm/TwoRoom-v1)")
     _add_env_module_arg(p)
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--env-kwargs", default=None, help='JSON dict of env arguments, e.g. \'{"glow": 0.15}\'')
@@ -350,11 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default=None, help="collection policy: expert | random (default: the preset's)")
     p.add_argument("--max-steps", type=int, default=None, help="cap on collected episode length")
     p.add_argument("--workers", type=int, default=1, help="collection processes")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", help="ModelConfig override, repeatable", **override)
-    p.add_argument("--train", help="TrainConfig override, repeatable", **override)
-    p.add_argument("--plan", help="PlanConfig override, repeatable", **override)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the split, training and the pairs")
+    _add_settings(p, {"model": "a model field", "train": "a training field", "plan": "a planning field"},
+                  {"--steps": "train.steps"}, defaults=cpu, shown="--preset cpu's value")
     _add_protocol_args(p)
     p.set_defaults(func=cmd_run, video=4)
     return parser

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from .settings import check_name
 
 __all__ = [
     "check_fields",
@@ -29,14 +32,20 @@ __all__ = [
     "CEMConfig",
     "MPPIConfig",
     "GradConfig",
+    "PolicyConfig",
     "PRESETS",
     "preset",
 ]
 
 
 def check_type(owner: str, name: str, kind: Any, value: Any) -> None:
-    """ValueError ``owner.name must be ...`` unless ``value`` is a ``kind`` (``bool``, ``int``, ``float`` or ``str``;
-    an int is a valid float, a bool is no number, a float must be finite); other kinds are not checked."""
+    """ValueError ``owner.name must be ...`` unless ``value`` is a ``kind`` (``bool``, ``int``, ``float``, ``str`` or a
+    ``Literal`` of choices; an int is a valid float, a bool is no number, a float must be finite); other kinds are
+    not checked."""
+    if typing.get_origin(kind) is Literal:
+        if value not in typing.get_args(kind):
+            raise ValueError(f"{owner}.{name}={value!r}: choose one of {list(typing.get_args(kind))}.")
+        return
     ok = {bool: lambda v: isinstance(v, bool),
           int: lambda v: isinstance(v, int) and not isinstance(v, bool),
           float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
@@ -49,10 +58,10 @@ def check_type(owner: str, name: str, kind: Any, value: Any) -> None:
 def check_fields(cfg: Any, rules: dict[str, tuple] | None = None) -> None:
     """ValueError naming the first field of dataclass ``cfg`` whose value has the wrong type or breaks its rule.
 
-    Types come from the annotations (:func:`check_type`). ``rules`` map a field to ``(">=", bound)``,
-    ``(">", bound)``, ``("in", choices)`` or ``("range", low, high)`` (``low <= x < high``). Run by each
-    config's ``__post_init__``, so a bad value is refused where it enters: a constructor, ``replace``, a
-    command-line override or a checkpoint's config.
+    Types come from the annotations (:func:`check_type`; a ``Literal`` annotation lists the choices). ``rules`` map
+    a field to ``(">=", bound)``, ``(">", bound)``, ``("in", choices)`` or ``("range", low, high)`` (``low <= x <
+    high``). Run by each config's ``__post_init__``, so a bad value is refused where it enters: a constructor,
+    ``replace``, a command-line setting (:mod:`lewm_agent.settings`) or a checkpoint's config.
     """
     name_of = type(cfg).__name__
     hints = typing.get_type_hints(type(cfg))
@@ -91,12 +100,12 @@ class ModelConfig:
     """ViT attention heads (ViT-tiny: 3)."""
     enc_mlp_dim: int = 768
     """ViT MLP hidden size (ViT-tiny: 768)."""
-    enc_pos_embed: str = "learned"
+    enc_pos_embed: Literal["learned", "sincos"] = "learned"
     """Encoder position embedding: ``learned`` (init std 0.02, the reference's HF ViT) or ``sincos``
     (fixed 2-D sine-cosine at unit scale, as in MAE). Measured on the bare-dot TwoRoom (`cpu`, CLS
     readout): ``sincos`` did not stop a small object from being encoded almost the same in every patch
     (38% success, the cost still repeating with the patch period); ``enc_readout="flatten"`` did."""
-    enc_readout: str = "cls"
+    enc_readout: Literal["cls", "flatten"] = "cls"
     """What the projector reads: ``cls`` (the CLS token, the reference) or ``flatten`` (every patch
     token of the last layer, concatenated in grid order: the projector's first layer then sees which
     patch holds what, so a latent cannot be the same for an object in two different patches)."""
@@ -143,8 +152,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_fields(self, {
-            "image_size": (">=", 8), "patch_size": (">=", 1), "enc_pos_embed": ("in", ("learned", "sincos")),
-            "enc_readout": ("in", ("cls", "flatten")), "pred_dropout": ("range", 0.0, 1.0),
+            "image_size": (">=", 8), "patch_size": (">=", 1), "pred_dropout": ("range", 0.0, 1.0),
             "sigreg_lambda": (">=", 0), "sigreg_knots": (">=", 2), "sigreg_t_max": (">", 0),
             **{name: (">=", 1) for name in ("enc_width", "enc_depth", "enc_heads", "enc_mlp_dim", "latent_dim",
                                             "projector_hidden", "pred_width", "pred_depth", "pred_heads",
@@ -152,7 +160,8 @@ class ModelConfig:
                                             "sigreg_projections")}})
 
     def validate(self) -> "ModelConfig":
-        """Raise ``ValueError`` naming the bad field; return self for chaining."""
+        """Raise ``ValueError`` naming the bad field; return self for chaining. :meth:`__post_init__` checks each
+        field; this adds the rules between fields."""
         self.__post_init__()  # fields may have been assigned since construction
         if self.image_size % self.patch_size != 0:
             raise ValueError(
@@ -163,19 +172,9 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.enc_width={self.enc_width} must be divisible by enc_heads={self.enc_heads}."
             )
-        for name in ("history", "frameskip", "action_dim", "latent_dim", "enc_depth", "pred_depth"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        if self.enc_pos_embed not in ("learned", "sincos"):
-            raise ValueError(f"ModelConfig.enc_pos_embed={self.enc_pos_embed!r}: choose 'learned' or 'sincos'.")
         if self.enc_pos_embed == "sincos" and self.enc_width % 4:
-            raise ValueError(f"ModelConfig.enc_pos_embed='sincos' needs enc_width divisible by 4, got {self.enc_width}.")
-        if self.enc_readout not in ("cls", "flatten"):
-            raise ValueError(f"ModelConfig.enc_readout={self.enc_readout!r}: choose 'cls' or 'flatten'.")
-        if not 0.0 <= self.pred_dropout < 1.0:
-            raise ValueError(f"ModelConfig.pred_dropout must be in [0, 1), got {self.pred_dropout}.")
-        if self.sigreg_lambda < 0:
-            raise ValueError(f"ModelConfig.sigreg_lambda must be >= 0, got {self.sigreg_lambda}.")
+            raise ValueError(f"ModelConfig.enc_pos_embed='sincos' needs enc_width divisible by 4, "
+                             f"got {self.enc_width}.")
         return self
 
 
@@ -216,7 +215,7 @@ class TrainConfig:
     """``auto`` picks CUDA when available, else CPU."""
     bf16: bool = True
     """bf16 autocast on CUDA (the reference's precision). On CPU see ``cpu_bf16``."""
-    cpu_bf16: str = "auto"
+    cpu_bf16: Literal["auto", "on", "off"] = "auto"
     """bf16 autocast on CPU: ``on``, ``off`` or ``auto`` (booleans also accepted). ``auto`` is on only
     where it was measured faster: a CPU with AVX-512 (oneDNN bf16 kernels) and a paper-size encoder
     (at least 64 patches per image). Measured with 2 threads: on an AVX-512-bf16 CPU, bf16 took
@@ -225,7 +224,7 @@ class TrainConfig:
     prefetch: bool = True
     """Build the next batches ahead while the current step runs (same batches): in a background thread,
     or ``workers`` processes."""
-    stream: str = "auto"
+    stream: Literal["auto", "on", "off"] = "auto"
     """Where the training pixels are read from: ``off`` loads the file's pixels into memory (N * H * W * 3
     bytes per rank); ``on`` reads the rows each batch needs from disk, keeping at most ``cache_mb`` of
     decoded chunks per reading process; ``auto`` streams when the in-memory pixels (one copy per process
@@ -252,7 +251,7 @@ class TrainConfig:
             "steps": (">=", 1), "batch_size": (">=", 1), "lr": (">", 0), "min_lr_ratio": ("range", 0.0, 1.0 + 1e-12),
             "weight_decay": (">=", 0), "warmup_steps": (">=", 0), "grad_clip": (">", 0),
             "val_fraction": ("range", 1e-12, 1.0), "log_every": (">=", 1), "val_every": (">=", 1),
-            "ckpt_every": (">=", 1), "cpu_bf16": ("in", CPU_BF16_CHOICES)})
+            "ckpt_every": (">=", 1)})
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the bad field; return self for chaining."""
@@ -260,13 +259,10 @@ class TrainConfig:
         return self
 
 
-CPU_BF16_CHOICES = ("auto", "on", "off")
 _ON_OFF = {"auto": "auto", "on": "on", "true": "on", "1": "on", "yes": "on",
            "off": "off", "false": "off", "0": "off", "no": "off"}
 
 
-PLANNERS = ("cem", "mppi", "adam")
-PLAN_MODES = ("plan", "policy")
 
 
 @dataclass
@@ -300,7 +296,7 @@ class CEMConfig:
     early_stop_std: float = 0.0
     """Stop once every env's mean elite std (before the min_std floor) falls below this
     (normalised units; 0 = never)."""
-    select: str = "mean"
+    select: Literal["mean", "best"] = "mean"
     """The returned plan: ``mean`` (the final mean, reference) or ``best`` (lowest-cost sequence scored)."""
 
     def validate(self) -> "CEMConfig":
@@ -334,7 +330,7 @@ class MPPIConfig:
     temperature: float = 0.1
     """Softmax temperature, relative to the cost spread of each env (scale-free): weights are
     ``softmax(-(c - c_min) / (temperature * (c_median - c_min) + eps))``."""
-    select: str = "mean"
+    select: Literal["mean", "best"] = "mean"
     """``mean`` (the final weighted mean) or ``best`` (lowest-cost sequence scored)."""
 
     def validate(self) -> "MPPIConfig":
@@ -376,9 +372,9 @@ class PlanConfig:
     :meth:`grad` cut out the config each planner takes.
     """
 
-    planner: str = "cem"
+    planner: Literal["cem", "mppi", "adam"] = "cem"
     """``cem`` (iCEM options below), ``mppi``, or ``adam`` (gradient descent through the model)."""
-    mode: str = "plan"
+    mode: Literal["plan", "policy"] = "plan"
     """``plan``: the planner decides (warm-started by the policy if the agent has one and
     ``policy_warm_start``); ``policy``: the agent's latent policy acts alone (milliseconds)."""
     samples: int = 300
@@ -403,13 +399,13 @@ class PlanConfig:
     """CEM: iteration i scores ``max(min(2 * elites, samples), int(samples / sample_decay**i))`` (1 = constant)."""
     early_stop_std: float = 0.0
     """CEM: stop when every env's mean elite std falls below this (0 = never)."""
-    select: str = "mean"
+    select: Literal["mean", "best"] = "mean"
     """The returned plan: ``mean`` (reference) or ``best`` (lowest-cost sequence scored)."""
     temperature: float = 0.1
     """MPPI: softmax temperature relative to each env's cost spread."""
     lr: float = 0.1
     """Adam planner: learning rate."""
-    cost: str = "terminal"
+    cost: Literal["terminal", "all"] = "terminal"
     """``terminal``: ||z_H - z_goal||^2 (reference); ``all``: summed over every step."""
     warm_start: bool = True
     """Start the next plan's mean from the unexecuted tail of the last one."""
@@ -417,14 +413,12 @@ class PlanConfig:
     """If the agent has a latent policy, start each plan's mean from the policy's proposal."""
     seed: int = 0
     """Seed of the planner's sampling generator (reset with the agent)."""
-    precision: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     """Arithmetic of encoding and planning: ``fp32``, ``bf16`` (autocast) or ``auto`` = bf16 where
     the device multiplies bf16 faster (measured once per process, see :mod:`lewm_agent.precision`)."""
 
     def __post_init__(self) -> None:
         check_fields(self, {
-            "planner": ("in", PLANNERS), "mode": ("in", PLAN_MODES), "cost": ("in", ("terminal", "all")),
-            "select": ("in", ("mean", "best")), "precision": ("in", ("auto", "fp32", "bf16")),
             "init_std": (">", 0), "min_std": (">=", 0), "noise_beta": (">=", 0), "keep_elites": (">=", 0),
             "sample_decay": (">=", 1), "early_stop_std": (">=", 0), "temperature": (">", 0), "lr": (">", 0),
             **{name: (">=", 1) for name in ("samples", "iterations", "elites", "horizon", "receding_horizon")}})
@@ -446,25 +440,80 @@ class PlanConfig:
         return GradConfig(samples=self.samples, iterations=self.iterations, lr=self.lr, init_std=self.init_std)
 
     def validate(self) -> "PlanConfig":
+        """Raise ``ValueError`` naming the bad field; return self. :meth:`__post_init__` checks each field; this adds
+        the rules between fields and the chosen planner's own config."""
         self.__post_init__()  # fields may have been assigned since construction
-        if self.planner not in PLANNERS:
-            raise ValueError(f"PlanConfig.planner={self.planner!r}: choose one of {list(PLANNERS)}.")
-        if self.mode not in PLAN_MODES:
-            raise ValueError(f"PlanConfig.mode={self.mode!r}: choose one of {list(PLAN_MODES)}.")
         if not 1 <= self.receding_horizon <= self.horizon:
             raise ValueError(
                 f"PlanConfig.receding_horizon={self.receding_horizon} must be in [1, horizon={self.horizon}]."
             )
-        if self.cost not in ("terminal", "all"):
-            raise ValueError(f"PlanConfig.cost={self.cost!r}: choose 'terminal' or 'all'.")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"PlanConfig.precision={self.precision!r}: choose 'auto', 'fp32' or 'bf16'.")
-        if self.samples < 1 or self.iterations < 1 or self.horizon < 1:
-            raise ValueError("PlanConfig.samples, iterations and horizon must be >= 1.")
         if self.planner == "cem" and self.elites > self.samples:
             raise ValueError(f"PlanConfig.elites={self.elites} exceeds samples={self.samples}.")
         {"cem": self.cem, "mppi": self.mppi, "adam": self.grad}[self.planner]().validate()
         return self
+
+
+@dataclass
+class PolicyConfig:
+    """How the latent policy of :mod:`lewm_agent.policy` is shaped and trained (behaviour cloning with hindsight
+    goals); ``lewm policy --set KEY=VALUE``."""
+
+    hidden: int = 512
+    """Width of the MLP's hidden layers."""
+    depth: int = 3
+    """Number of hidden layers (each Linear -> LayerNorm -> GELU)."""
+    steps: int = 3000
+    """Optimiser steps."""
+    batch_size: int = 512
+    """(start, goal) samples per optimiser step, drawn uniformly with replacement."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (cosine-decayed to 0 over ``steps`` after a short warm-up)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    max_goal_blocks: int = 0
+    """Hindsight goals are drawn 1 .. max_goal_blocks action blocks ahead of the start frame
+    (within the episode); 0 = ``2 * horizon``."""
+    val_fraction: float = 0.1
+    """Fraction of the training episodes whose samples are held out for the validation loss
+    (at least one episode when > 0 and there are >= 2 episodes); 0 = no validation loss."""
+    whiten_floor: float = 1e-3
+    """The latents are whitened (PCA) before the MLP; eigenvalues of their covariance below
+    ``whiten_floor`` x the largest are raised to it, so near-constant directions are not
+    magnified by more than ``whiten_floor ** -0.5``. Whitening matters where few latent
+    directions carry most of the variance (short training, no SIGReg): plain gradient descent
+    then barely sees the small directions that hold the goal's direction."""
+    seed: int = 0
+    """Seed of the initialisation, the sample draws and the validation split."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "PolicyConfig":
+        """Raise ``ValueError`` naming the bad field and the fix; return self for chaining."""
+        for name in ("hidden", "depth", "steps", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"PolicyConfig.{name} must be an integer >= 1, got {value!r}; e.g. {name}="
+                                 f"{getattr(PolicyConfig, name)}.")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"PolicyConfig.lr must be a finite number > 0, got {self.lr!r}; e.g. lr=1e-3.")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"PolicyConfig.weight_decay must be >= 0, got {self.weight_decay!r}; e.g. 1e-4.")
+        if not isinstance(self.max_goal_blocks, numbers.Integral) or self.max_goal_blocks < 0:
+            raise ValueError(f"PolicyConfig.max_goal_blocks must be an integer >= 0 (0 = 2 * horizon), "
+                             f"got {self.max_goal_blocks!r}.")
+        if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
+            raise ValueError(f"PolicyConfig.val_fraction must be in [0, 1), got {self.val_fraction!r}; "
+                             "e.g. 0.1 (0 = no validation loss).")
+        if not (isinstance(self.whiten_floor, (int, float)) and 0.0 < self.whiten_floor <= 1.0):
+            raise ValueError(f"PolicyConfig.whiten_floor must be in (0, 1], got {self.whiten_floor!r}; e.g. 1e-3.")
+        if not isinstance(self.seed, numbers.Integral):
+            raise ValueError(f"PolicyConfig.seed must be an integer, got {self.seed!r}.")
+        return self
+
+    def goal_blocks(self, horizon: int) -> int:
+        """The effective ``max_goal_blocks`` for a planning horizon (0 -> 2 * horizon)."""
+        return int(self.max_goal_blocks) or 2 * int(horizon)
 
 
 @dataclass
@@ -585,18 +634,13 @@ def preset(name: str) -> Preset:
 
 def config_from_dict(cls, data: dict) -> Any:
     """Build dataclass ``cls`` from a dict, rejecting unknown keys (no silent typos)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"Unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(names)}.")
+    for key in data:
+        check_name(cls, key)
     return cls(**data)
 
 
 def replace(cfg: Any, **overrides: Any) -> Any:
     """``dataclasses.replace`` with a clear error for unknown field names."""
-    names = {f.name for f in dataclasses.fields(cfg)}
-    unknown = set(overrides) - names
-    if unknown:
-        raise ValueError(f"Unknown {type(cfg).__name__} fields {sorted(unknown)}; known: {sorted(names)}.")
+    for key in overrides:
+        check_name(type(cfg), key)
     return dataclasses.replace(cfg, **overrides)
-

@@ -73,14 +73,16 @@ class RandomActor:
         return self._rng.uniform(self.low, self.high, size=(n, self.low.shape[0])).astype(np.float32)
 
 
-def sample_pairs(episodes: Episodes, episode_ids: np.ndarray, protocol: EvalProtocol, env: Any = None) -> list[StartGoalPair]:
+def sample_pairs(episodes: Episodes, episode_ids: np.ndarray, protocol: EvalProtocol,
+                 env: Any = None) -> list[StartGoalPair]:
     """Draw ``protocol.num_episodes`` start/goal pairs from the given (held-out) episodes.
 
     ``env`` (a GoalEnv) is used to detect trivial pairs when ``skip_trivial``; it is reset with
     each candidate, so pass a spare one.
     """
     if episodes.state is None:
-        raise ValueError("The evaluation protocol needs a `state` column in the episode file; recollect with `lewm collect`.")
+        raise ValueError("The evaluation protocol needs a `state` column in the episode file; recollect with "
+                         "`lewm collect`.")
     lengths = episodes.ep_len[episode_ids]
     usable = np.asarray(episode_ids)[lengths > protocol.goal_offset]
     if len(usable) == 0:

@@ -112,7 +112,8 @@ _UNRECORDED_SPLIT = {"val_fraction": 0.1, "split_seed": 0}
 
 
 def task_name(env_id: str) -> str:
-    """A short name for a task from its env id: ``lewm/TwoRoom-v1`` -> ``TwoRoom``, ``pkg.mod:pkg/Dot-v0`` -> ``Dot``."""
+    """A short name for a task from its env id: ``lewm/TwoRoom-v1`` -> ``TwoRoom``, ``pkg.mod:pkg/Dot-v0`` ->
+    ``Dot``."""
     import re
 
     return re.sub(r"-v\d+$", "", env_id.rsplit(":", 1)[-1].rsplit("/", 1)[-1]) or "task"
@@ -246,7 +247,8 @@ def task_settings(task: Task) -> dict[str, Any]:
 
 
 def record_path(run_dir: str | os.PathLike, task: str, method: str) -> Path:
-    """Where a run directory keeps the record of ``method`` on task ``task``: ``<run_dir>/cells/<task>/<method>.json``."""
+    """Where a run directory keeps the record of ``method`` on task ``task``:
+    ``<run_dir>/cells/<task>/<method>.json``."""
     return Path(run_dir) / "cells" / task / f"{method}.json"
 
 
@@ -268,7 +270,8 @@ def save_pairs(path: str | os.PathLike, pairs: list[StartGoalPair]) -> None:
 
 def load_pairs(path: str | os.PathLike) -> list[StartGoalPair]:
     with np.load(path) as f:
-        return [StartGoalPair(int(e), int(r), s, g) for e, r, s, g in zip(f["episode"], f["row"], f["state"], f["goal_state"])]
+        columns = zip(f["episode"], f["row"], f["state"], f["goal_state"])
+        return [StartGoalPair(int(e), int(r), s, g) for e, r, s, g in columns]
 
 
 def pairs_fingerprint(pairs: list[StartGoalPair]) -> str:
@@ -395,7 +398,8 @@ class RunRecord:
     PROCESS_FIELDS: ClassVar[tuple[str, ...]] = ("peak_rss_mb", "peak_cuda_mb", "seconds", "finished")
 
     @classmethod
-    def begin(cls, task: str, env_id: str, method: str, key: str = "", budget: dict[str, Any] | None = None) -> "RunRecord":
+    def begin(cls, task: str, env_id: str, method: str, key: str = "",
+              budget: dict[str, Any] | None = None) -> "RunRecord":
         """A record of ``method`` on task ``task`` (its name) in env ``env_id``, starting now in this process."""
         return cls(task=task, env_id=env_id, method=method, key=key, budget=dict(budget or {}), started=_now(),
                    pid=os.getpid())
@@ -408,7 +412,8 @@ class RunRecord:
         r = result
         self.status, self.message = "ok", ""
         self.success_rate, self.ci95, self.successes = r.success_rate, [float(x) for x in r.ci95], r.successes
-        self.num_episodes, self.mean_return, self.mean_steps_to_success = r.num_episodes, r.mean_return, r.mean_steps_to_success
+        self.num_episodes, self.mean_return = r.num_episodes, r.mean_return
+        self.mean_steps_to_success = r.mean_steps_to_success
         self.data_used, self.data_kind, self.train_seconds, self.params = data_used, data_kind, train_seconds, params
         self.decision_ms_median = 1000 * r.decision_seconds_median
         self.decision_ms_p95 = 1000 * r.decision_seconds_p95

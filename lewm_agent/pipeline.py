@@ -186,7 +186,8 @@ def _check_env_fits(agent: LeWMAgent, env: Any, env_id: str) -> None:
     shape = getattr(env.action_space, "shape", None)
     if shape != agent.action_low.shape:
         raise ValueError(f"env {env_id} takes actions of shape {shape}, the agent plans {agent.action_low.shape}: "
-                         "evaluate the agent on the env (or a variant with the same actions and state) it was trained on")
+                         "evaluate the agent on the env (or a variant with the same actions and state) it was "
+                         "trained on")
 
 
 def run_pipeline(

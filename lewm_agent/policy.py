@@ -35,69 +35,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .config import PolicyConfig
 from .data import Episodes
 from .precision import autocast
 
 __all__ = ["PolicyConfig", "LatentPolicy", "train_policy", "fit_policy", "policy_samples"]
-
-
-@dataclass
-class PolicyConfig:
-    """How the latent policy is shaped and trained (behaviour cloning with hindsight goals)."""
-
-    hidden: int = 512
-    """Width of the MLP's hidden layers."""
-    depth: int = 3
-    """Number of hidden layers (each Linear -> LayerNorm -> GELU)."""
-    steps: int = 3000
-    """Optimiser steps."""
-    batch_size: int = 512
-    """(start, goal) samples per optimiser step, drawn uniformly with replacement."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (cosine-decayed to 0 over ``steps`` after a short warm-up)."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    max_goal_blocks: int = 0
-    """Hindsight goals are drawn 1 .. max_goal_blocks action blocks ahead of the start frame
-    (within the episode); 0 = ``2 * horizon``."""
-    val_fraction: float = 0.1
-    """Fraction of the training episodes whose samples are held out for the validation loss
-    (at least one episode when > 0 and there are >= 2 episodes); 0 = no validation loss."""
-    whiten_floor: float = 1e-3
-    """The latents are whitened (PCA) before the MLP; eigenvalues of their covariance below
-    ``whiten_floor`` x the largest are raised to it, so near-constant directions are not
-    magnified by more than ``whiten_floor ** -0.5``. Whitening matters where few latent
-    directions carry most of the variance (short training, no SIGReg): plain gradient descent
-    then barely sees the small directions that hold the goal's direction."""
-    seed: int = 0
-    """Seed of the initialisation, the sample draws and the validation split."""
-
-    def validate(self) -> "PolicyConfig":
-        """Raise ``ValueError`` naming the bad field and the fix; return self for chaining."""
-        for name in ("hidden", "depth", "steps", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"PolicyConfig.{name} must be an integer >= 1, got {value!r}; e.g. {name}="
-                                 f"{getattr(PolicyConfig, name)}.")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"PolicyConfig.lr must be a finite number > 0, got {self.lr!r}; e.g. lr=1e-3.")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise ValueError(f"PolicyConfig.weight_decay must be >= 0, got {self.weight_decay!r}; e.g. 1e-4.")
-        if not isinstance(self.max_goal_blocks, (int, np.integer)) or self.max_goal_blocks < 0:
-            raise ValueError(f"PolicyConfig.max_goal_blocks must be an integer >= 0 (0 = 2 * horizon), "
-                             f"got {self.max_goal_blocks!r}.")
-        if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 1.0):
-            raise ValueError(f"PolicyConfig.val_fraction must be in [0, 1), got {self.val_fraction!r}; "
-                             "e.g. 0.1 (0 = no validation loss).")
-        if not (isinstance(self.whiten_floor, (int, float)) and 0.0 < self.whiten_floor <= 1.0):
-            raise ValueError(f"PolicyConfig.whiten_floor must be in (0, 1], got {self.whiten_floor!r}; e.g. 1e-3.")
-        if not isinstance(self.seed, (int, np.integer)):
-            raise ValueError(f"PolicyConfig.seed must be an integer, got {self.seed!r}.")
-        return self
-
-    def goal_blocks(self, horizon: int) -> int:
-        """The effective ``max_goal_blocks`` for a planning horizon (0 -> 2 * horizon)."""
-        return int(self.max_goal_blocks) or 2 * int(horizon)
 
 
 # --------------------------------------------------------------------------- the network
@@ -161,7 +103,10 @@ class LatentPolicy(nn.Module):
         else:
             ev, vec = torch.linalg.eigh(torch.cov((z - mean).T).reshape(self.latent_dim, self.latent_dim))
             top = float(ev.max())
-            whiten = vec / ev.clamp_min(floor * top).sqrt() if top > 1e-12 else torch.eye(self.latent_dim, dtype=torch.float64)
+            if top > 1e-12:
+                whiten = vec / ev.clamp_min(floor * top).sqrt()
+            else:
+                whiten = torch.eye(self.latent_dim, dtype=torch.float64)
         self.z_mean.copy_(mean.float())
         self.z_whiten.copy_(whiten.float())
 

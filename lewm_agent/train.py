@@ -95,7 +95,8 @@ class _StepBatches(torch.utils.data.Dataset):
     """Item i = :func:`step_batch` of step ``start + i``: what a DataLoader worker builds."""
 
     def __init__(self, clips: ClipDataset, seed: int, rank: int, batch_size: int, start: int, end: int):
-        self.clips, self.seed, self.rank, self.batch_size, self.start, self.end = clips, seed, rank, batch_size, start, end
+        self.clips, self.seed, self.rank, self.batch_size = clips, seed, rank, batch_size
+        self.start, self.end = start, end
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -354,7 +355,7 @@ def _load_train_state(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
-def train(
+def train(  # noqa: C901 - one run's stages in order: data, model, resume, loop, save
     data_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     model_cfg: ModelConfig,
@@ -459,7 +460,8 @@ def train(
         trained_val = config.get("metadata", {}).get("val_episodes")
         if trained_val is not None and trained_val != metadata["val_episodes"]:
             raise CheckpointError(f"--resume: {ckpt_dir} was trained holding out other episodes ({trained_val[:5]}... "
-                                  f"against {metadata['val_episodes'][:5]}...); resume with its split or use a new out_dir.")
+                                  f"against {metadata['val_episodes'][:5]}...); resume with its split or use a new "
+                                  "out_dir.")
         load_state_checked(model, state_dict, where=f"checkpoint {ckpt_dir}")
         state = _load_train_state(ckpt_dir / TRAIN_STATE, device)
         optimizer.load_state_dict(state["optimizer"])
@@ -469,9 +471,11 @@ def train(
     if dist.is_available() and dist.is_initialized():
         if device.type == "cuda":
             ddp_model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ddp_model = torch.nn.parallel.DistributedDataParallel(ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            ddp_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    use_bf16 = train_cfg.bf16 if device.type == "cuda" else (device.type == "cpu" and cpu_bf16_enabled(train_cfg, model_cfg))
+    use_bf16 = (train_cfg.bf16 if device.type == "cuda"
+                else device.type == "cpu" and cpu_bf16_enabled(train_cfg, model_cfg))
     autocast = autocast_context(device, use_bf16)
     local_batch = max(1, train_cfg.batch_size // world)
     writer = None
@@ -524,7 +528,8 @@ def train(
 
     final: dict[str, float] = {}
     end = train_cfg.steps if stop_at is None else min(stop_at, train_cfg.steps)
-    bar = tqdm(total=train_cfg.steps, initial=step, desc="train", disable=not (progress and is_main), dynamic_ncols=True)
+    bar = tqdm(total=train_cfg.steps, initial=step, desc="train", disable=not (progress and is_main),
+               dynamic_ncols=True)
     model.train()
     t_log = time.perf_counter()
     # randomness of each step depends only on (seed, step, rank): exact resume; the next batches

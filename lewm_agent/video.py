@@ -11,7 +11,8 @@ import numpy as np
 __all__ = ["side_by_side", "write_video"]
 
 
-def side_by_side(obs: np.ndarray, goal: np.ndarray, scale: int = 4, border: tuple[int, int, int] | None = None) -> np.ndarray:
+def side_by_side(obs: np.ndarray, goal: np.ndarray, scale: int = 4,
+                 border: tuple[int, int, int] | None = None) -> np.ndarray:
     """uint8 (H, W, 3) observation and goal -> uint8 (scale*H, 2*scale*W + gap, 3) frame.
 
     ``border`` paints a 2-pixel frame (e.g. green once the episode has succeeded).

@@ -3,7 +3,6 @@
 import json
 
 import imageio.v2 as imageio
-import pytest
 
 from lewm_agent.cli import main
 
@@ -59,5 +58,6 @@ def test_unknown_override_is_a_clear_error(tmp_path, capsys):
 
 
 def test_missing_data_file_is_a_clear_error(tmp_path, capsys):
-    assert main(["train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r"), "--preset", "tiny"]) == 2
+    assert main(["train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r"),
+                 "--preset", "tiny"]) == 2
     assert "missing.h5" in capsys.readouterr().err

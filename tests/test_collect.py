@@ -91,8 +91,10 @@ def test_parallel_workers_write_the_same_file_as_one_process(tmp_path):
 
 def test_policy_kwargs_reach_the_policy_and_are_recorded(tmp_path):
     kwargs = dict(num_episodes=2, seed=3, env_kwargs={"image_size": 16}, max_steps=15, progress=False)
-    calm = collect("lewm/TwoRoom-v0", tmp_path / "calm.h5", policy_kwargs={"noise_std": 0.0, "repeat_prob": 0.0}, **kwargs)
-    wild = collect("lewm/TwoRoom-v0", tmp_path / "wild.h5", policy_kwargs={"noise_std": 2.0, "repeat_prob": 0.0}, **kwargs)
+    calm = collect("lewm/TwoRoom-v0", tmp_path / "calm.h5", policy_kwargs={"noise_std": 0.0, "repeat_prob": 0.0},
+                   **kwargs)
+    wild = collect("lewm/TwoRoom-v0", tmp_path / "wild.h5", policy_kwargs={"noise_std": 2.0, "repeat_prob": 0.0},
+                   **kwargs)
     assert json.loads(wild.attrs["policy_kwargs"]) == {"noise_std": 2.0, "repeat_prob": 0.0}
     a, b = load_episodes(calm.path), load_episodes(wild.path)
     # noise 2.0 saturates most action components at +-1; the noiseless expert never goes beyond its speed 0.35

@@ -155,7 +155,8 @@ def test_planner_sweep_on_a_comparison_run_resumes_and_reports(smoke, capsys):
     assert "| cem-300x10 |" in (run_dir / "planners" / "planners.md").read_text()
     assert (run_dir / "planners" / "success_vs_time.png").stat().st_size > 1000
     capsys.readouterr()
-    assert planners.main(["--run", str(run_dir), "--tasks", "TwoRoom", "--settings", "cem-300x10", "--no-progress"]) == 0
+    assert planners.main(["--run", str(run_dir), "--tasks", "TwoRoom", "--settings", "cem-300x10",
+                          "--no-progress"]) == 0
     assert "done before" in capsys.readouterr().out
 
 
@@ -248,7 +249,8 @@ def test_a_plugin_method_joins_the_same_comparison(smoke):
 
 @pytest.mark.parametrize("name", compare.PRESETS)
 def test_every_preset_budget_is_accepted_by_its_method(name):
-    """`full` cannot run here (it needs a GPU and hours): at least every budget field it sets must exist and validate."""
+    """`full` cannot run here (it needs a GPU and hours): at least every budget field it sets must exist and
+    validate."""
     from experiments.baselines import budget_from, dreamer, lewm, sb3
     from lewm_agent.config import preset
 
@@ -271,7 +273,7 @@ def test_every_preset_budget_is_accepted_by_its_method(name):
 def test_unknown_budget_field_is_a_clear_error():
     from experiments.baselines import budget_from, sb3
 
-    with pytest.raises(ValueError, match=r"Unknown budget settings \['timestep'\].*timesteps"):
+    with pytest.raises(ValueError, match=r"PPOBudget has no field 'timestep'; did you mean 'timesteps'"):
         budget_from(sb3.PPOBudget, {"timestep": 10})
     with pytest.raises(SystemExit, match="METHOD.KEY=VALUE"):
         compare.apply_overrides(compare.make_config("smoke"), ["sb3-ppo=3"])

@@ -48,7 +48,8 @@ def write_file(path, lengths=(5, 7, 9), with_state=True, **kwargs):
 def test_round_trip(tmp_path):
     path = write_file(tmp_path / "ep.h5")
     info = validate_episode_file(path)
-    assert (info.num_episodes, info.num_frames, info.image_size, info.action_dim, info.state_dim) == (3, 21, (H, W), A, S)
+    got = (info.num_episodes, info.num_frames, info.image_size, info.action_dim, info.state_dim)
+    assert got == (3, 21, (H, W), A, S)
     assert info.attrs["env_id"] == "test/Dummy-v0" and info.attrs["format_version"] == 1
     assert info.attrs["image_size"] == H and info.attrs["seed"] == 0
     np.testing.assert_array_equal(info.attrs["action_low"], [-1, -1])
@@ -153,8 +154,10 @@ def replace(name, data):
         (replace("ep_len", np.array([5, 7, 8])), "ep_len sums to 20 frames but the columns have N = 21"),
         (replace("ep_offset", np.array([0, 6, 12])), r"ep_offset\[1\] = 6"),
         (replace("ep_len", np.array([1, 11, 9])), "episode 0 has length 1"),
-        (replace("pixels", np.zeros((21, H, W + 4, 3), np.uint8)), rf"frames are {H}x{W + 4} pixels; LeWM takes square"),
-        (replace("pixels", np.zeros((21, 4, 4, 3), np.uint8)), "frames are 4x4 pixels; LeWM takes square frames of at least 8x8"),
+        (replace("pixels", np.zeros((21, H, W + 4, 3), np.uint8)),
+         rf"frames are {H}x{W + 4} pixels; LeWM takes square"),
+        (replace("pixels", np.zeros((21, 4, 4, 3), np.uint8)),
+         "frames are 4x4 pixels; LeWM takes square frames of at least 8x8"),
     ],
 )
 def test_validation_errors_name_file_and_problem(tmp_path, mutate, problem):

@@ -20,7 +20,8 @@ def reacher():
 
 
 def test_wrap_angle():
-    np.testing.assert_allclose(wrap_angle([0.0, np.pi + 0.1, -np.pi - 0.1, 4 * np.pi + 0.2]), [0.0, -np.pi + 0.1, np.pi - 0.1, 0.2], atol=1e-9)
+    np.testing.assert_allclose(wrap_angle([0.0, np.pi + 0.1, -np.pi - 0.1, 4 * np.pi + 0.2]),
+                               [0.0, -np.pi + 0.1, np.pi - 0.1, 0.2], atol=1e-9)
 
 
 def test_reacher_success_is_every_joint_within_tolerance_with_the_shoulder_wrapped(reacher):

@@ -30,12 +30,14 @@ def test_prepare_task_splits_once_reuses_and_refuses_other_settings(tmp_path):
     pairs = task.pairs()
     assert len(pairs) == 3 and {p.episode for p in pairs} <= set(task.held_out_episodes)
     saved = json.loads((tmp_path / "tasks" / "TwoRoom" / "task.json").read_text())
-    assert Task.from_dict(saved["task"]) == task and saved["settings"]["split"] == {"val_fraction": 0.1, "split_seed": 0}
+    assert Task.from_dict(saved["task"]) == task
+    assert saved["settings"]["split"] == {"val_fraction": 0.1, "split_seed": 0}
 
     data_stamp = task.data_path.stat().st_mtime_ns
     assert _prepare(tmp_path) == task  # the same settings: reused as it is
     for change, words in (({"episodes": 12}, "episodes was 10, now 12"), ({"seed": 1}, "seed was 0, now 1"),
-                          ({"val_fraction": 0.3}, "split was"), ({"protocol": EvalProtocol(num_episodes=4)}, "protocol")):
+                          ({"val_fraction": 0.3}, "split was"),
+                          ({"protocol": EvalProtocol(num_episodes=4)}, "protocol")):
         with pytest.raises(TaskMismatch, match=words) as info:
             _prepare(tmp_path, **change)
         message = str(info.value)
@@ -120,7 +122,8 @@ def test_evaluate_on_task_fills_the_record_and_writes_the_settings_as_hparams(tm
                          hparams={"note": "test"}, progress=False)
     d = record.finish(1.0).to_dict()
     assert d["status"] == "ok" and d["num_episodes"] == 3 and d["videos"] == ["videos/TwoRoom/random_000.mp4"]
-    assert [(e["episode"], e["row"]) for e in d["episodes"]] == [(p.episode, p.row) for p in load_pairs(task.pairs_path)]
+    pairs = load_pairs(task.pairs_path)
+    assert [(e["episode"], e["row"]) for e in d["episodes"]] == [(p.episode, p.row) for p in pairs]
     assert d["protocol"]["goal_offset"] == 10 and d["key"] == run_key(task, "random", {})
     hp = read_hparams(tb / "record")
     assert hp["method"] == "random" and hp["task"] == "TwoRoom" and hp["env_id"] == "lewm/TwoRoom-v1"

@@ -85,7 +85,8 @@ def test_check_env_fails_loudly_on_an_env_that_ignores_goal_state(foreign_path, 
     assert main(["check-env", IGNORES_GOAL, "--image-size", "32"]) == 1
     out = capsys.readouterr()
     failed = [line for line in out.out.splitlines() if line.startswith("FAIL")]
-    assert any(line.startswith("FAIL  reset honours goal_state: ") and "ignores 'goal_state'" in line for line in failed)
+    assert any(line.startswith("FAIL  reset honours goal_state: ") and "ignores 'goal_state'" in line
+               for line in failed)
     assert "ok    reset honours state" in out.out and "checks failed" in out.err
 
 
@@ -117,7 +118,8 @@ def test_an_env_without_image_size_gets_its_frames_resized(foreign_path):
 def test_unknown_module_or_id_is_a_one_line_error(foreign_path, capsys):
     assert main(["check-env", "no_such_module_xyz:foreign/Dot-v0"]) == 1
     assert "FAIL  make: ValueError: cannot import env module 'no_such_module_xyz'" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="module 'foreign_goal_env' was imported but registers no env 'foreign/Nope-v0'"):
+    with pytest.raises(ValueError,
+                       match="module 'foreign_goal_env' was imported but registers no env 'foreign/Nope-v0'"):
         envs.make_env("foreign_goal_env:foreign/Nope-v0")
 
 

@@ -14,7 +14,7 @@ from lewm_agent.train import TRAIN_STATE, train
 def test_interrupted_training_resumes_at_the_same_step_with_the_same_optimiser(tiny_data, tmp_path):
     p = preset("tiny")
     cfg = replace(p.train, steps=12, ckpt_every=4, log_every=2, val_every=6)
-    full = train(tiny_data, tmp_path / "full", p.model, cfg, p.plan, progress=False)
+    train(tiny_data, tmp_path / "full", p.model, cfg, p.plan, progress=False)
     # "killed" after step 6: the last checkpoint is at step 6 (stop_at checkpoints, like ckpt_every)
     part = train(tiny_data, tmp_path / "part", p.model, cfg, p.plan, progress=False, stop_at=6)
     assert part.steps == 6 and not (tmp_path / "part" / "agent").exists()

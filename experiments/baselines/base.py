@@ -14,13 +14,12 @@ Adding your own agent takes a few lines when it already follows Stable-Baselines
 
     @register("my-agent")
     def my_agent(task, ctx, budget):
-        model = MyAgent.load("path/to/model.zip")          # anything with .predict(obs, state, episode_start, deterministic)
+        model = MyAgent.load("path/to/model.zip")  # anything with .predict(obs, state, episode_start, deterministic)
         return Trained(actor=PredictorActor(model), data_used=0, data_kind="none", train_seconds=0.0)
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -32,8 +31,8 @@ import numpy as np
 # the experiment core lives in the library (``lewm run`` uses it too); re-exported for methods and plugins
 from lewm_agent.experiment import Task, TrainClock, load_pairs, pairs_fingerprint, save_pairs
 
-__all__ = ["Task", "CellContext", "Trained", "Method", "PredictorActor", "MethodUnavailable", "TrainClock", "load_pairs",
-           "save_pairs", "pairs_fingerprint", "budget_from", "UntrustedCheckpoint", "trust_checkpoint",
+__all__ = ["Task", "CellContext", "Trained", "Method", "PredictorActor", "MethodUnavailable", "TrainClock",
+           "load_pairs", "save_pairs", "pairs_fingerprint", "budget_from", "UntrustedCheckpoint", "trust_checkpoint",
            "require_trusted"]
 
 
@@ -116,16 +115,15 @@ class PredictorActor:
 
 
 def budget_from(cls: type, budget: dict[str, Any]) -> Any:
-    """Build a method's ``Budget`` dataclass from a dict, naming unknown keys and values of the wrong type
-    (``--set lewm.steps=abc``); the class's own ``__post_init__`` checks the ranges."""
+    """Build a method's ``Budget`` dataclass from a dict, naming unknown keys (with the closest known one) and values
+    of the wrong type; the class's own ``__post_init__`` checks the ranges."""
     import typing
 
     from lewm_agent.config import check_type
+    from lewm_agent.settings import check_name
 
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(budget) - names
-    if unknown:
-        raise ValueError(f"Unknown budget settings {sorted(unknown)} for {cls.__qualname__}; known: {sorted(names)}.")
+    for name in budget:
+        check_name(cls, name, cls.__qualname__)
     hints = typing.get_type_hints(cls)
     for name, value in budget.items():  # before __post_init__, which compares numbers
         check_type(cls.__qualname__, name, hints.get(name), value)
@@ -146,7 +144,8 @@ class UntrustedCheckpoint(ValueError):
 def trusted_store() -> Path:
     """Where the sha256 of trusted checkpoints are kept: ``$LEWM_TRUSTED_CHECKPOINTS``, else
     ``~/.cache/lewm-agent/trusted-checkpoints`` (one empty file per hash)."""
-    return Path(os.environ.get("LEWM_TRUSTED_CHECKPOINTS") or Path.home() / ".cache" / "lewm-agent" / "trusted-checkpoints")
+    default = Path.home() / ".cache" / "lewm-agent" / "trusted-checkpoints"
+    return Path(os.environ.get("LEWM_TRUSTED_CHECKPOINTS") or default)
 
 
 def _sha256(path: Path) -> str:
@@ -168,5 +167,5 @@ def require_trusted(path: str | os.PathLike) -> None:
     """:class:`UntrustedCheckpoint` unless ``path``'s sha256 was recorded by :func:`trust_checkpoint`."""
     if not (trusted_store() / _sha256(Path(path))).exists():
         raise UntrustedCheckpoint(
-            f"{path} was not written by a run on this machine, or was changed since: it is not loaded (loading it could "
-            "run code). Delete it (or its cell's work directory) to train again.")
+            f"{path} was not written by a run on this machine, or was changed since: it is not loaded (loading it "
+            "could run code). Delete it (or its cell's work directory) to train again.")

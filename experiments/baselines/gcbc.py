@@ -30,10 +30,13 @@ class GCBCBudget(OfflineBudget):
     """GCBC's budget: the shared settings plus where its goals come from."""
 
     lr: float = 1e-3
-    """(3e-4 learned the goal's direction more slowly on TwoRoom.)"""
+    """Adam learning rate (3e-4 learned the goal's direction more slowly on TwoRoom)."""
     p_current: float = 0.0
+    """Probability that a sample's goal is its own frame."""
     p_future: float = 1.0
+    """Probability that a sample's goal is a later frame of its episode."""
     p_random: float = 0.0
+    """Probability that a sample's goal is a frame of a random training episode."""
 
 
 class GoalPolicy(nn.Module):

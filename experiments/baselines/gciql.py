@@ -40,14 +40,19 @@ class GCIQLBudget(OfflineBudget):
     """GCIQL's budget (OGBench's GCIQL defaults where they apply)."""
 
     discount: float = 0.99
+    """Discount per env step of the goal-reaching value."""
     expectile: float = 0.9
+    """Expectile of the value regression (IQL; 0.5 = the mean)."""
     tau: float = 0.005
     """Target critic update rate (Polyak)."""
     alpha: float = 1.0
     """Weight of the behaviour-cloning term in the actor's loss."""
     value_p_current: float = 0.2
+    """Critic samples: probability that the goal is the sample's own frame."""
     value_p_future: float = 0.5
+    """Critic samples: probability that the goal is a later frame of the episode."""
     value_p_random: float = 0.3
+    """Critic samples: probability that the goal is a random training frame."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -49,8 +49,8 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
     if b.patch_size:
         model_over["patch_size"] = b.patch_size
     if image_size % model_over.get("patch_size", p.model.patch_size):
-        raise ValueError(f"LeWM preset {b.preset!r} has patch_size {p.model.patch_size}, which does not divide the task's "
-                         f"image_size {image_size}; set lewm.patch_size=<a divisor of {image_size}> (e.g. 8).")
+        raise ValueError(f"LeWM preset {b.preset!r} has patch_size {p.model.patch_size}, which does not divide the "
+                         f"task's image_size {image_size}; set lewm.patch_size=<a divisor of {image_size}> (e.g. 8).")
     if not sigreg:
         model_over["sigreg_lambda"] = 0.0
     model_cfg = replace(p.model, **model_over)

@@ -37,7 +37,9 @@ class OfflineBudget:
     steps: int = 3000
     """Optimiser steps."""
     batch_size: int = 128
+    """Samples per optimiser step."""
     lr: float = 3e-4
+    """Adam learning rate."""
     augment_pad: int = 0
     """Random-shift augmentation (pixels of padding; 0: none), drawn per sample, the same for observation and goal."""
     save_every: int = 500

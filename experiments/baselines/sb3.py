@@ -30,12 +30,17 @@ class PPOBudget:
     timesteps: int = 20_000
     """Env interactions in total (over all parallel envs)."""
     n_envs: int = 4
+    """Parallel training envs."""
     n_steps: int = 128
     """Rollout length per env between updates."""
     batch_size: int = 64
+    """Minibatch size of each gradient step."""
     n_epochs: int = 4
+    """Passes over each rollout."""
     learning_rate: float = 3e-4
+    """Adam learning rate."""
     ent_coef: float = 0.0
+    """Weight of the entropy bonus in the loss."""
     save_every: int = 10_000
     """Env steps between resumable checkpoints."""
 
@@ -48,14 +53,21 @@ class SACBudget:
     """SAC settings (SB3 defaults where not stated); ``timesteps`` is the online budget."""
 
     timesteps: int = 2_000
+    """Env interactions in total."""
     buffer_size: int = 100_000
     """Transitions kept; each costs ~50 KB at 64x64 (obs + next obs, two images each)."""
     learning_starts: int = 500
+    """Env steps of random actions before the first update."""
     batch_size: int = 64
+    """Transitions per gradient step."""
     train_freq: int = 1
+    """Env steps between updates."""
     gradient_steps: int = 1
+    """Gradient steps per update."""
     learning_rate: float = 3e-4
+    """Adam learning rate (actor, critics and entropy)."""
     save_every: int = 10_000
+    """Env steps between resumable checkpoints."""
 
     def __post_init__(self) -> None:
         _positive(self, "timesteps", "buffer_size", "batch_size", "train_freq", "gradient_steps", "learning_rate",
@@ -115,7 +127,8 @@ def train_sb3(algo: str, task: Task, ctx: CellContext, budget: dict[str, Any]) -
         from stable_baselines3.common.env_util import make_vec_env
         from stable_baselines3.common.logger import configure
     except ImportError:
-        raise MethodUnavailable("stable-baselines3 is not installed; pip install -c constraints.txt -e '.[sb3]'") from None
+        raise MethodUnavailable(
+            "stable-baselines3 is not installed; pip install -c constraints.txt -e '.[sb3]'") from None
 
     b = budget_from(PPOBudget if algo == "ppo" else SACBudget, budget)
     if b.timesteps < 1:

@@ -7,6 +7,7 @@ what the data's own demonstrations achieve on the evaluation pairs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from lewm_agent.evaluation import RandomActor
 
 from . import register
-from .base import CellContext, MethodUnavailable, Task, Trained
+from .base import CellContext, MethodUnavailable, Task, Trained, budget_from
 
 __all__ = ["ExpertActor", "random_method", "expert_method"]
 
@@ -66,15 +67,15 @@ class ExpertActor:
         return np.stack(actions)
 
 
-def _no_budget(name: str, budget: dict[str, Any]) -> None:
-    if budget:
-        raise ValueError(f"The {name} method has no budget settings; got {sorted(budget)}.")
+@dataclass
+class NoBudget:
+    """The scripted methods train nothing: their budget has no settings (``--set random.KEY=...`` is refused)."""
 
 
-@register("random")
+@register("random", budget=NoBudget)
 def random_method(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """Uniform random actions in the task's action space, seeded with the protocol's seed."""
-    _no_budget("random", budget)
+    budget_from(NoBudget, budget)
     env = task.make_env()
     low, high = env.action_space.low, env.action_space.high
     env.close()
@@ -82,10 +83,10 @@ def random_method(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Train
                    train_seconds=0.0)
 
 
-@register("expert")
+@register("expert", budget=NoBudget)
 def expert_method(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
     """The task's scripted collection policy (privileged: reads the state), seeded with the protocol's seed."""
-    _no_budget("expert", budget)
+    budget_from(NoBudget, budget)
     return Trained(actor=ExpertActor(task.make_env(), seed=task.protocol.seed), data_used=0, data_kind="none",
                    train_seconds=0.0, extra={"privileged": "reads info['state'] and info['goal_state']"})
 

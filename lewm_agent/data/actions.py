@@ -139,7 +139,8 @@ class ActionNormalizer:
         A, last = self.action_dim, a.shape[-1] if a.ndim else 0
         if blocks:
             if last == 0 or last % A:
-                raise ValueError(f"action blocks must have a last dimension that is a multiple of {A}, got {tuple(a.shape)}")
+                raise ValueError(f"action blocks must have a last dimension that is a multiple of {A}, "
+                                 f"got {tuple(a.shape)}")
             reps = last // A
         else:
             if last != A:
@@ -149,7 +150,8 @@ class ActionNormalizer:
         mean, std = np.tile(self.mean, reps), np.tile(self.std, reps)
         if isinstance(a, torch.Tensor):
             dtype = a.dtype if a.is_floating_point() else torch.float32
-            return torch.as_tensor(mean, dtype=dtype, device=a.device), torch.as_tensor(std, dtype=dtype, device=a.device)
+            return (torch.as_tensor(mean, dtype=dtype, device=a.device),
+                    torch.as_tensor(std, dtype=dtype, device=a.device))
         return mean, std
 
     @staticmethod

@@ -33,7 +33,8 @@ def pixels_layout(height: int, width: int) -> dict[str, Any]:
         import hdf5plugin
     except ImportError as err:
         raise DatasetError(f"writing pixels needs hdf5plugin's Blosc filter ({err}); pip install hdf5plugin") from err
-    return {"chunks": (1, height, width, 3), **hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)}
+    blosc = hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE)
+    return {"chunks": (1, height, width, 3), **blosc}
 
 
 class EpisodeWriter:

@@ -93,7 +93,8 @@ def sincos_2d(n: int, width: int) -> torch.Tensor:
         raise ValueError(f"sincos position embedding needs a width divisible by 4, got {width}.")
     q = width // 4
     freq = 1.0 / 10000 ** (torch.arange(q, dtype=torch.float64) / q)  # (q,)
-    rows, cols = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
+    grid = torch.arange(n, dtype=torch.float64)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
     def enc(pos: torch.Tensor) -> torch.Tensor:
         angles = pos.reshape(-1, 1) * freq  # (n*n, q)
         return torch.cat([angles.sin(), angles.cos()], dim=1)  # (n*n, 2q)

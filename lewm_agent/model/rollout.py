@@ -137,7 +137,7 @@ def _block_step(
         kv = F.linear(hidden, qkv_w[Wq:], qkv_b[Wq:])  # (E, S, m, 2Wq)
         q = F.linear(hidden[:, :, -1:], qkv_w[:Wq], qkv_b[:Wq])  # (E, S, 1, Wq)
         k, v = kv.chunk(2, dim=-1)
-        x, gate1, shift2, scale2, gate2 = x[:, :, -1:], gate1[:, :, -1:], shift2[:, :, -1:], scale2[:, :, -1:], gate2[:, :, -1:]
+        x, gate1, shift2, scale2, gate2 = (t[:, :, -1:] for t in (x, gate1, shift2, scale2, gate2))
     else:
         q, k, v = F.linear(hidden, qkv_w, qkv_b).chunk(3, dim=-1)
     q, k, v = _split_heads(q, heads), _split_heads(k, heads), _split_heads(v, heads)
