@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lewm_agent.envs.goal import ActionRepeat, GoalEnv, fast_render_model, require, wrap_angle
+from lewm_agent.envs.goal import ActionRepeat, GoalEnv, fast_render_model, free_gl_at_exit, require, wrap_angle
 
 __all__ = ["REACHER_SUCCESS_RAD", "ReacherGoalEnv", "DMCPixels", "make_dmc_pixels"]
 
@@ -46,6 +46,13 @@ def _shimmy_env(task: str, image_size: int, camera_id: int) -> gym.Env:
     )
     fast_render_model(env.unwrapped._env.physics.model)
     return env
+
+
+def _free_gl_at_exit(owner: gym.Env, physics: Any) -> Any:
+    """:func:`~lewm_agent.envs.goal.free_gl_at_exit` for a dm_control ``physics``: its GL context is made now
+    (else at the first render, after our exit hook, and dm_control's own hook would free it too late)."""
+    physics.contexts  # noqa: B018  (the property makes the context)
+    return free_gl_at_exit(owner, physics.free)
 
 
 class ReacherGoalEnv(GoalEnv):
@@ -80,6 +87,7 @@ class ReacherGoalEnv(GoalEnv):
         self._env = _shimmy_env("reacher-easy", self.image_size, camera_id)
         self._dm_env = self._env.unwrapped._env
         self._physics = self._dm_env.physics
+        self._free_gl = _free_gl_at_exit(self, self._physics)  # else EGL_BAD_DISPLAY tracebacks at exit
         self._camera_id = int(camera_id)
         self._n_sub_steps = int(getattr(self._dm_env, "_n_sub_steps", 1))
         model = self._physics.model
@@ -131,6 +139,7 @@ class ReacherGoalEnv(GoalEnv):
 
     def close(self) -> None:
         self._env.close()
+        self._free_gl()
         super().close()
 
 
@@ -146,6 +155,11 @@ class DMCPixels(gym.ObservationWrapper):
         super().__init__(env)
         self.observation_space = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         self._physics = env.unwrapped._env.physics
+        self._free_gl = _free_gl_at_exit(self, self._physics)  # else EGL_BAD_DISPLAY tracebacks at exit
+
+    def close(self) -> None:
+        super().close()
+        self._free_gl()
 
     def observation(self, observation: Any) -> np.ndarray:
         return np.asarray(self.env.render(), np.uint8)

@@ -22,14 +22,19 @@ live state, sets the requested one, calls the suite's ``_render_live`` and resto
 the live state (every reset and step) always comes from ``_render_live``, with no save/restore.
 
 Shared helpers for the MuJoCo suites live here as well: :func:`fast_render_model` (shadows and
-reflections off, 3-5x faster renders) and :class:`ActionRepeat`; and :func:`wrap_angle` for the
-suites with angles in their state.
+reflections off, 3-5x faster renders), :func:`free_gl_at_exit` (GL contexts released before EGL is shut
+down at interpreter exit) and :class:`ActionRepeat`; and :func:`wrap_angle` for the suites with angles in
+their state.
 """
 
 from __future__ import annotations
 
 import abc
+import atexit
 import importlib
+import os
+import weakref
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -37,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["ActionRepeat", "GoalEnv", "REWARD_TYPES", "fast_render_model", "require", "wrap_angle"]
+__all__ = ["ActionRepeat", "GoalEnv", "REWARD_TYPES", "fast_render_model", "free_gl_at_exit", "require", "wrap_angle"]
 
 REWARD_TYPES = ("dense", "sparse")
 _RESET_OPTION_KEYS = ("state", "goal_state", "task_id")
@@ -366,6 +371,54 @@ def fast_render_model(model: Any) -> Any:
     model.light_castshadow[:] = 0
     model.mat_reflectance[:] = 0
     return model
+
+
+_GL_FREES: list[weakref.finalize] = []  # one per live GL context of our envs, oldest first
+
+
+def _free_gl_contexts() -> None:
+    """Release every GL context :func:`free_gl_at_exit` knows of that is still alive, newest first."""
+    for free in reversed(_GL_FREES):
+        free()
+    _GL_FREES.clear()
+
+
+def _register_egl_shutdowns() -> None:
+    """Make both EGL users of MuJoCo register their ``eglTerminate`` exit hook now, if they will ever do so.
+
+    dm_control registers it when its EGL renderer is imported; ``mujoco.egl`` only when its first context is
+    made (by ``mujoco.Renderer``: Meta-World, OGBench, any MuJoCo env made later in the process). A throwaway
+    context makes ``mujoco.egl`` register it now, before :func:`free_gl_at_exit` registers its own hook,
+    which therefore runs first (atexit runs the last registered first).
+    """
+    if os.environ.get("MUJOCO_GL") != "egl":
+        return
+    import mujoco.egl
+
+    if mujoco.egl.EGL_DISPLAY is None:
+        mujoco.egl.GLContext(1, 1).free()
+
+
+def free_gl_at_exit(owner: object, free: Callable[[], None]) -> weakref.finalize:
+    """Call ``free`` (it releases ``owner``'s GL context) once: when ``owner`` is garbage-collected, when the
+    returned finalizer is called (from ``close()``), or at interpreter exit, before EGL is shut down.
+
+    Why (issue 13): dm_control and ``mujoco.egl`` share one EGL display per device, and each terminates it
+    in an atexit hook. A context freed after the first of those hooks (dm_control's own atexit hook for its
+    contexts, ``mujoco.Renderer.__del__`` at teardown) fails with EGL_BAD_DISPLAY, printed as "Exception
+    ignored in atexit callback" tracebacks after a successful run, e.g. by a process that made a DeepMind
+    Control env and a Meta-World env. Here every context of our envs is freed by one hook that runs before
+    both libraries' ``eglTerminate``. Call this after ``owner``'s context exists (dm_control makes its own at
+    the first render: ``physics.contexts`` makes it at once). ``free`` must not refer to ``owner``, or the
+    owner is never collected.
+    """
+    _register_egl_shutdowns()
+    finalizer = weakref.finalize(owner, free)
+    finalizer.atexit = False  # freed by _free_gl_contexts at exit, in the order that works
+    _GL_FREES[:] = [f for f in _GL_FREES if f.alive] + [finalizer]
+    atexit.unregister(_free_gl_contexts)  # registered again last: it runs before every hook registered so far
+    atexit.register(_free_gl_contexts)
+    return finalizer
 
 
 class ActionRepeat(gym.Wrapper):

@@ -53,14 +53,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import warnings
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from lewm_agent.envs.goal import GoalEnv, fast_render_model, require
+from lewm_agent.envs.goal import GoalEnv, fast_render_model, free_gl_at_exit, require
 
 __all__ = ["GOAL_ROLLOUT_STEPS", "MetaWorldGoalEnv", "REACH_TASKS", "UNSUPPORTED_TASKS", "mt1_task_names"]
 
@@ -180,8 +179,8 @@ class MetaWorldGoalEnv(GoalEnv):
         self._scene_option.sitegroup[:] = 0
         self._renderer = mujoco.Renderer(model, self.image_size, self.image_size)
         # Free the GL context at close() or, for an env never closed, at interpreter exit while EGL
-        # is still loaded (Renderer.__del__ during teardown raises EGLError).
-        self._free_renderer = weakref.finalize(self, self._renderer.close)
+        # is still up (Renderer.__del__ during teardown raises EGLError).
+        self._free_renderer = free_gl_at_exit(self, self._renderer.close)
         up_axis = self._data.cam_xmat[self._camera_id].reshape(3, 3)[:, 1]  # camera frame y = image up
         self._flip = bool(up_axis[2] < 0)  # up axis below the horizon: the image is upside down
 

@@ -52,7 +52,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from lewm_agent.envs.goal import GoalEnv, fast_render_model, require
+from lewm_agent.envs.goal import GoalEnv, fast_render_model, free_gl_at_exit, require
 
 __all__ = ["CUBE_TOLERANCE", "OGBenchGoalEnv", "SUPPORTED_NAMES"]
 
@@ -113,6 +113,18 @@ class _Sim(abc.ABC):
         # restoring it would refresh derived quantities (e.g. the effector pose that OGBench's
         # controller reads) that a step leaves one substep old, and so change the dynamics.
         self.scratch = self.mujoco.MjData(model)
+        self._free_gl: Any = None  # frees the renderer's GL context, once there is one (see _free_at_exit)
+
+    def _free_at_exit(self, renderer: Any) -> None:
+        """Free ``renderer``'s GL context at close(), or at exit before EGL shuts down (else EGL_BAD_DISPLAY
+        tracebacks at exit when a DeepMind Control env was made too). OGBench replaces its renderer at times
+        (closing the old one): the new one is tracked instead."""
+        tracked = self._free_gl.peek() if self._free_gl is not None else None
+        if tracked is not None and tracked[1].__self__ is renderer:
+            return
+        if self._free_gl is not None:
+            self._free_gl()
+        self._free_gl = free_gl_at_exit(self, renderer.close)
 
     tolerance: float  # success radius, task units
 
@@ -149,6 +161,8 @@ class _Sim(abc.ABC):
         return None
 
     def close(self) -> None:
+        if self._free_gl is not None:
+            self._free_gl()
         self.inner.close()
 
 
@@ -247,6 +261,7 @@ class _CubeSim(_Sim):
         inner = self.inner
         if inner._renderer is None:
             inner._initialize_renderer()
+        self._free_at_exit(inner._renderer)
         inner._renderer.update_scene(data, camera="front_pixels", scene_option=inner._scene_option)
         return inner._renderer.render()
 
@@ -330,6 +345,7 @@ class _MazeSim(_Sim):
         inner = self.inner
         if inner.custom_renderer is None:
             inner.initialize_renderer()
+        self._free_at_exit(inner.custom_renderer)
         inner.custom_renderer.update_scene(data, camera=inner.custom_camera)
         return inner.custom_renderer.render()
 

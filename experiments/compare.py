@@ -423,6 +423,8 @@ def _main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for name in ("episodes", "eval_episodes", "eval_budget", "workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} {getattr(args, name)} must be >= 1.")
+    if args.episodes == 1:  # each task trains on some episodes and draws its evaluation pairs from held-out ones
+        raise SystemExit("error: --episodes 1 must be >= 2: one episode to train on, one held out for evaluation.")
     if args.video_episodes is not None and args.video_episodes < 0:
         raise SystemExit(f"error: --video-episodes {args.video_episodes} must be >= 0.")
     run_dir = Path(args.results) / (args.run_name or args.preset)

@@ -252,6 +252,8 @@ def cmd_run(args) -> None:
     from .files import check_output_dir
 
     _at_least(args, 1, "episodes", "workers", "max_steps")
+    if args.episodes == 1:  # the experiment trains on some episodes and evaluates on held-out ones
+        raise UsageError("--episodes 1 must be >= 2: one episode to train on, one held out for evaluation.")
     check_output_dir(args.out)
     protocol = _protocol(args)
     p = preset(args.preset)

@@ -15,7 +15,8 @@ __all__ = ["atomic_write_text", "atomic_write_json", "OutputPathError", "check_o
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this machine (ours or another user's)."""
+    """Whether a process ``pid`` runs on this machine (ours or another user's). A zombie (exited, not yet
+    reaped by its parent) is not alive: it writes nothing more, so its temporary files may go."""
     if pid == os.getpid():
         return True
     try:
@@ -23,8 +24,14 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    if not Path("/proc/self/stat").exists():  # no /proc here: the signal's answer is all there is
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False  # gone since the signal
+    return state not in ("Z", "X")
 
 
 _TEMP_FORMS = (r"\.{name}\.tmp-(\d+)", r"\.{name}\.old-(\d+)", r"{name}\.tmp-(\d+)", r"{name}\.shard-(\d+)-\d+",

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from .agent import LeWMAgent, resolve_device
 from .checkpoint import CheckpointError, load_state_checked, read_checkpoint, recover_checkpoint, write_checkpoint
 from .config import ModelConfig, PlanConfig, TrainConfig
-from .files import OutputPathError, check_output_dir, file_fingerprint
+from .files import OutputPathError, atomic_write_json, check_output_dir, file_fingerprint
 from .data import (ActionNormalizer, ClipDataset, action_bounds, check_action_bounds, load_episodes, split_episodes,
                    stream_pixels, validate_episode_file, warn_data_bounds)
 from .metrics import effective_rank, embedding_std, participation_ratio
@@ -484,13 +484,13 @@ def train(  # noqa: C901 - one run's stages in order: data, model, resume, loop,
             for old in [out_dir / "agent", ckpt_dir] + ([out_dir / "tb"] if tb_dir is None else []):
                 shutil.rmtree(old, ignore_errors=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "train_config.json").write_text(json.dumps({
+        atomic_write_json(out_dir / "train_config.json", {  # a kill leaves the old file or the new one
             "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg),
             "plan": dataclasses.asdict(plan_cfg), "data": metadata["data_path"],
             "train_clips": len(train_clips), "val_clips": len(val_clips), "params": model.num_params(),
             "world_size": world, "ddp_backend": dist.get_backend() if ddp_model is not model else None,
             "device": str(device), "pixels": "streamed from disk" if streamed else "in memory",
-        }, indent=2))
+        })
         from torch.utils.tensorboard import SummaryWriter
 
         from .hparams import write_hparams

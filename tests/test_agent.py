@@ -65,6 +65,17 @@ def test_save_load_round_trip_gives_identical_actions(tiny_run, tmp_path):
     np.testing.assert_array_equal(a1.act(obs), a2.act(obs))
 
 
+def test_the_same_planner_seed_gives_the_same_actions_and_another_seed_others(tiny_run):
+    """Two agents loaded separately act identically over an episode's decisions; the planner's seed matters."""
+    obs = _obs(2, seed=4)
+    same = [LeWMAgent.load(tiny_run / "agent", device="cpu", seed=7) for _ in range(2)]
+    other = LeWMAgent.load(tiny_run / "agent", device="cpu", seed=8)
+    for _ in range(6):  # two plans of 3 steps each (tiny's receding horizon)
+        a, b, c = (agent.act(obs) for agent in (*same, other))
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c), "the planner seed changes the sampled plans"
+
+
 def test_reset_reseeds_the_planner(tiny_run):
     agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
     obs = _obs(seed=5)

@@ -81,6 +81,20 @@ def test_temporary_files_of_dead_processes_are_cleaned_by_the_next_run(tiny_data
     assert not leftovers(run / "checkpoint")
 
 
+def test_a_zombie_writer_is_dead(tmp_path):
+    """A killed writer not yet reaped by its parent (a zombie) writes nothing more: its files go."""
+    from lewm_agent.files import pid_alive, remove_leftovers
+
+    proc = subprocess.Popen(["true"])
+    _wait_for(lambda: _state(proc.pid) == "Z", 30, "the child never exited")
+    try:
+        stale = tmp_path / f"data.h5.tmp-{proc.pid}"
+        stale.write_bytes(b"half an episode file")
+        assert not pid_alive(proc.pid) and remove_leftovers(tmp_path / "data.h5") == [stale]
+    finally:
+        proc.wait()
+
+
 def _children(pid: int) -> list[int]:
     """Processes whose parent is ``pid`` (Linux /proc)."""
     kids = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -113,3 +115,37 @@ def test_dmc_generic_id_needs_a_known_task():
         envs.make_env("lewm/DMC-v0", task="walker-fly")
     with pytest.raises(ValueError, match="action repeat"):
         envs.make_env("lewm/DMC-v0", task="walker-walk", action_repeat=0)
+
+
+EXIT_SCRIPT = """
+import sys
+import gymnasium as gym
+import lewm_agent.envs  # noqa: F401  (registers the lewm/ ids)
+kwargs = {"lewm/DMC-v0": {"task": "cartpole-swingup"}}
+envs = []
+for env_id in sys.argv[1:]:
+    env = gym.make(env_id, image_size=16, **kwargs.get(env_id, {}))
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    envs.append(env)  # never closed: freed at exit
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("env_ids", [
+    ["lewm/Reacher-v0", "lewm/MetaWorld-reach-v3", "lewm/OGBench-cube-single-v0"],
+    ["lewm/OGBench-cube-single-v0", "lewm/MetaWorld-reach-v3", "lewm/DMC-v0"],
+])
+def test_a_process_that_made_dmc_envs_exits_without_egl_tracebacks(env_ids):
+    """dm_control and mujoco.egl (Meta-World's and OGBench's renderers) share one EGL display and each
+    terminates it at exit; contexts freed after that printed EGL_BAD_DISPLAY tracebacks (issue 13)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("dm_control")
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT, *env_ids], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MUJOCO_GL": "egl"})
+    if "Cannot initialize a headless EGL display" in proc.stderr or "Cannot initialize a EGL device" in proc.stderr:
+        pytest.skip(f"no EGL here: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]

@@ -121,6 +121,16 @@ def test_training_with_and_without_prefetching_gives_the_same_weights(tiny_data,
         torch.testing.assert_close(w_a[k], w_b[k], rtol=1e-5, atol=1e-6)
 
 
+def test_the_same_training_seed_gives_byte_identical_weights_and_another_seed_others(tiny_data, tmp_path):
+    p = preset("tiny")
+    cfg = replace(p.train, steps=4, ckpt_every=4, log_every=2, val_every=4)
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        train(tiny_data, tmp_path / name, p.model, replace(cfg, seed=seed), p.plan, progress=False)
+    weights = {name: (tmp_path / name / "agent" / "model.safetensors").read_bytes() for name in "abc"}
+    assert weights["a"] == weights["b"], "same seed, same data: the same bytes"
+    assert weights["a"] != weights["c"], "the seed changes the initial weights and the batches"
+
+
 @pytest.mark.parametrize("name,side", [("cpu", 64), ("cpu", 48), ("tiny", 32), ("tiny", 40)])
 def test_patch_embedding_is_the_convolution_of_the_normalised_image(name, side):
     from lewm_agent.model.encoder import ViTEncoder
