@@ -250,7 +250,7 @@ def _obs(envs: int, side: int = 32) -> dict[str, np.ndarray]:
 
 API_CASES = {
     "load with a misspelt plan setting": (lambda root: LeWMAgent.load(root / "run" / "agent", device="cpu", smaples=10),
-                                          ValueError, r"Unknown PlanConfig fields \['smaples'\]"),
+                                          ValueError, r"PlanConfig has no field 'smaples'; did you mean 'samples'"),
     "load an agent whose weights are all NaN": (lambda root: LeWMAgent.load(root / "agent-nan-weights", device="cpu"),
                                                 CheckpointError, r"weight tensor\(s\) hold NaN or infinity"),
     "load a newer checkpoint format": (lambda root: LeWMAgent.load(root / "agent-newer-format", device="cpu"),
