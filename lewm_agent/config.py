@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .settings import check_name
+from .settings import FALSE, TRUE, check_name
 
 __all__ = [
     "check_fields",
@@ -259,8 +259,8 @@ class TrainConfig:
         return self
 
 
-_ON_OFF = {"auto": "auto", "on": "on", "true": "on", "1": "on", "yes": "on",
-           "off": "off", "false": "off", "0": "off", "no": "off"}
+_ON_OFF = {"auto": "auto", **{word: "on" for word in TRUE}, **{word: "off" for word in FALSE}}
+"""``cpu_bf16``'s spellings: the settings grammar's booleans, plus ``auto``."""
 
 
 
