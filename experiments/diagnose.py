@@ -13,7 +13,12 @@ ahead, 50-step budget), one table of success rates with Wilson 95% intervals:
   current state with a private copy of the env (``GoalEnv.simulate``), cost = squared goal
   distance at the end of the horizon (``PlanConfig.cost="all"``: summed over the block ends),
   mirroring the latent cost. Only the cost differs from the agent;
-- ``agent <overrides>`` / ``oracle <overrides>``: the same with more search (``--plan``);
+- ``true dynamics, latent cost``: the oracle's simulation, but each candidate is scored by the
+  agent's own cost, ||z(render(s_H)) - z(goal image)||^2 with its encoder: perfect predictions,
+  the model's geometry. Low while ``oracle`` is high -> the encoder's latent distance misleads;
+  high while ``agent`` is low -> the predictor's rollouts are what fail;
+- ``agent <overrides>`` / ``oracle <overrides>``: the same with more search (``--plan``; ``none``
+  for no such rows);
 - ``random``: uniform actions.
 
 Reading it: oracle high and agent low -> the model's cost misleads the planner (the model is at
@@ -106,6 +111,9 @@ class OracleActor:
         action_mean, action_std: (A,) the normaliser; the planner samples in normalised units
             (None: raw env units, mean 0 and std 1).
         action_low, action_high: (A,) bounds of executed actions (None: the env's action space).
+        encoder: uint8 images (N, H, W, 3) -> latents (N, D). Given, the cost is the model's own,
+            ||z(render(s)) - z(goal image)||^2 on the simulated states ``s`` (true dynamics, the
+            encoder's geometry): it separates the predictor's errors from the latent cost's.
     """
 
     needs_info = True
@@ -119,8 +127,10 @@ class OracleActor:
         action_std: np.ndarray | None = None,
         action_low: np.ndarray | None = None,
         action_high: np.ndarray | None = None,
+        encoder: Callable[[np.ndarray], torch.Tensor] | None = None,
     ):
         self.env = _goal_env(env)
+        self.encoder = encoder
         self.plan_cfg = plan.validate()
         if plan.mode != "plan" or plan.planner not in ("cem", "mppi"):
             raise DiagnoseError(
@@ -151,10 +161,12 @@ class OracleActor:
         self.reset()
 
     @classmethod
-    def from_agent(cls, agent: Any, env: Any, plan: PlanConfig | None = None) -> "OracleActor":
-        """An oracle with a LeWMAgent's planner (or ``plan``), frameskip, normaliser and bounds."""
+    def from_agent(cls, agent: Any, env: Any, plan: PlanConfig | None = None,
+                   latent_cost: bool = False) -> "OracleActor":
+        """An oracle with a LeWMAgent's planner (or ``plan``), frameskip, normaliser and bounds; with
+        ``latent_cost`` it scores simulated states by the agent's encoder distance to the goal image."""
         return cls(env, plan or agent.plan_cfg, agent.model.cfg.frameskip, agent.action_mean, agent.action_std,
-                   agent.action_low, agent.action_high)
+                   agent.action_low, agent.action_high, encoder=agent.encode if latent_cost else None)
 
     def reset(self, num_envs: int | None = None) -> None:
         """New episodes: empty queues and warm starts; reseed the planner (as the agent does)."""
@@ -172,13 +184,17 @@ class OracleActor:
             self._queues, self._warm = [deque() for _ in range(n)], [None] * n
         deciding = [i for i, q in enumerate(self._queues) if not q]
         if deciding:
+            self._goal_images = np.asarray(obs["goal"]) if self.encoder is not None else None
             self._decide(deciding, infos)
         return np.stack([q.popleft() for q in self._queues])
 
-    def cost_fn(self, states: np.ndarray, goal_states: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The true-state cost of normalised blocks (E, S, H, Ad) -> (E, S), from states / goals (E, state_dim)."""
+    def cost_fn(self, states: np.ndarray, goal_states: np.ndarray,
+                goal_images: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The true-state cost of normalised blocks (E, S, H, Ad) -> (E, S), from states / goals (E, state_dim);
+        with an encoder, the latent cost against ``goal_images`` (E, H, W, 3) instead."""
         env, fs, mode = self.env, self.frameskip, self.plan_cfg.cost
         A = self.action_mean.shape[0]
+        z_goal = None if self.encoder is None else self.encoder(goal_images).float().cpu()  # (E, D)
 
         def cost(blocks: torch.Tensor) -> torch.Tensor:
             E, S, H, _ = blocks.shape
@@ -189,6 +205,12 @@ class OracleActor:
             ends = traj[:, fs - 1 :: fs]  # (E*S, H, state_dim): the states after each block
             goals = np.repeat(goal_states, S, axis=0)
             steps = [H - 1] if mode == "terminal" else range(H)
+            if z_goal is not None:
+                flat = ends[:, list(steps)].reshape(-1, ends.shape[-1])
+                images = np.stack([env.render_state(s) for s in flat])
+                z = torch.cat([self.encoder(images[i: i + 512]).float().cpu() for i in range(0, len(images), 512)])
+                z = z.reshape(E, S, len(steps), -1)
+                return ((z - z_goal[:, None, None]) ** 2).sum(-1).sum(-1)
             d2 = np.array([[env._goal_distance(ends[k, h], goals[k]) ** 2 for h in steps] for k in range(E * S)])
             return torch.as_tensor(d2.sum(1).reshape(E, S), dtype=torch.float32)
 
@@ -205,7 +227,8 @@ class OracleActor:
             for j, i in enumerate(idx):
                 if self._warm[i] is not None:
                     mean[j] = self._warm[i]
-        result: PlanResult = plan(self.cost_fn(states, goal_states), mean, pc, self._block_low, self._block_high,
+        goal_images = None if self.encoder is None else self._goal_images[idx]
+        result: PlanResult = plan(self.cost_fn(states, goal_states, goal_images), mean, pc, self._block_low, self._block_high,
                                   self._generator)
         blocks = result.actions.float()  # (E, H, Ad), normalised
         env_actions = blocks.numpy().reshape(E, H * fs, A) * self.action_std + self.action_mean
@@ -463,6 +486,8 @@ def diagnose(
     jobs: list[tuple[str, Callable[[], tuple[Any, PlanConfig | None]]]] = [
         ("agent", lambda: (agent, agent.plan_cfg)),
         ("oracle", lambda: (OracleActor.from_agent(agent, make_env()), agent.plan_cfg)),
+        ("true dynamics, latent cost", lambda: (OracleActor.from_agent(agent, make_env(), latent_cost=True),
+                                                agent.plan_cfg)),
     ]
     for overrides in plan_settings:
         def more(o=overrides):
@@ -525,14 +550,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output directory (diagnose.json, landscape.png)")
     p.add_argument("--episodes", type=int, default=50, help="start/goal pairs")
     p.add_argument("--plan", action="append", metavar="KEY=VALUE,...",
-                   help="a more-search PlanConfig override set, repeatable (default: samples=300,iterations=30)")
+                   help="a more-search PlanConfig override set, repeatable (default: samples=300,iterations=30; "
+                        "'none': no more-search rows)")
     p.add_argument("--grid", type=int, default=48, help="landscape positions per side")
     p.add_argument("--no-landscape", action="store_true", help="skip the latent landscape (non-TwoRoom envs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
-        settings = [parse_plan_setting(s) for s in args.plan] if args.plan else None
+        settings = None if not args.plan else [] if args.plan == ["none"] else [parse_plan_setting(s) for s in args.plan]
         out = diagnose(args.agent_dir, args.eval_data, args.out, args.episodes, settings, not args.no_landscape,
                        args.grid, args.device, not args.no_progress)
     except DiagnoseError as e:

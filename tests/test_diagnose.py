@@ -76,6 +76,14 @@ def test_oracle_takes_the_agents_planner_and_normaliser(tiny_run):
     batch = {k: v[None] for k, v in obs.items()}
     actions = oracle.act(batch, [info])
     assert actions.shape == (1, 2) and np.all(np.abs(actions) <= 1)
+    # with the agent's encoder as the cost: the same planner scores rendered true states
+    seen = []
+    latent = OracleActor.from_agent(agent, _bare(), latent_cost=True)
+    latent.encoder = lambda images: (seen.append(images.shape), agent.encode(images))[1]
+    actions = latent.act(batch, [info])
+    assert actions.shape == (1, 2) and np.all(np.abs(actions) <= 1)
+    assert seen[0] == (1,) + obs["goal"].shape  # the goal image first, then the rendered candidates
+    assert seen[1][1:] == obs["goal"].shape and seen[1][0] == agent.plan_cfg.samples
     with pytest.raises(DiagnoseError, match="needs a GoalEnv"):
         OracleActor(gym.make("CartPole-v1"), agent.plan_cfg, frameskip=2)
     with pytest.raises(DiagnoseError, match="mode='plan' with planner 'cem' or 'mppi'"):
@@ -107,10 +115,10 @@ def test_cli_writes_the_table_and_the_landscape(tiny_run, tiny_data, tmp_path, c
           "--plan", "samples=8,iterations=2,elites=2", "--grid", "6", "--no-progress"])
     result = json.loads((out / "diagnose.json").read_text())
     names = [r["name"] for r in result["results"]]
-    assert names == ["agent", "oracle", "agent samples=8,iterations=2,elites=2",
+    assert names == ["agent", "oracle", "true dynamics, latent cost", "agent samples=8,iterations=2,elites=2",
                      "oracle samples=8,iterations=2,elites=2", "random"]
     assert all(r["episodes"] == 3 and len(r["ci95"]) == 2 for r in result["results"])
-    assert result["results"][2]["plan"]["samples"] == 8
+    assert result["results"][3]["plan"]["samples"] == 8
     assert set(result["landscape"]["goals"]) == {"left room", "right room", "door"}
     assert (out / "landscape.png").is_file()
     assert "oracle" in capsys.readouterr().out
