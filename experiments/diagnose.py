@@ -207,7 +207,8 @@ class OracleActor:
             steps = [H - 1] if mode == "terminal" else range(H)
             if z_goal is not None:
                 flat = ends[:, list(steps)].reshape(-1, ends.shape[-1])
-                images = np.stack([env.render_state(s) for s in flat])
+                # unchecked: a fast agent can tunnel out of the arena, a state render_state would refuse
+                images = np.stack([env._render_state(s) for s in flat])
                 z = torch.cat([self.encoder(images[i: i + 512]).float().cpu() for i in range(0, len(images), 512)])
                 z = z.reshape(E, S, len(steps), -1)
                 return ((z - z_goal[:, None, None]) ** 2).sum(-1).sum(-1)
