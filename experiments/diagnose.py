@@ -25,6 +25,11 @@ Reading it: oracle high and agent low -> the model's cost misleads the planner (
 fault); oracle low too -> the planner setting (horizon, samples, terminal cost) cannot solve the
 task even with perfect predictions; agent rising with more search -> the search is too small.
 
+The ranking (``--ranking N``): from each pair's start, N action sequences drawn as CEM draws them first
+are scored by the model's predicted cost, by the same latent cost on the true end state, and by
+the env's goal distance; the mean Spearman correlations say where the ranking is lost (predictor
+or encoder geometry).
+
 For TwoRoom, ``landscape.png`` shows the latent cost ||z(s) - z(goal)||^2 of the agent's encoder
 over a grid of positions beside the true distance, one row per goal, with the Spearman rank
 correlation over the grid and within ``near`` of the goal (what the planner's last steps rely on).
@@ -61,6 +66,7 @@ __all__ = [
     "DiagnoseError",
     "Landscape",
     "OracleActor",
+    "candidate_ranking",
     "diagnose",
     "latent_landscape",
     "main",
@@ -229,8 +235,8 @@ class OracleActor:
                 if self._warm[i] is not None:
                     mean[j] = self._warm[i]
         goal_images = None if self.encoder is None else self._goal_images[idx]
-        result: PlanResult = plan(self.cost_fn(states, goal_states, goal_images), mean, pc, self._block_low, self._block_high,
-                                  self._generator)
+        result: PlanResult = plan(self.cost_fn(states, goal_states, goal_images), mean, pc, self._block_low,
+                                  self._block_high, self._generator)
         blocks = result.actions.float()  # (E, H, Ad), normalised
         env_actions = blocks.numpy().reshape(E, H * fs, A) * self.action_std + self.action_mean
         env_actions = np.clip(env_actions, self.action_low, self.action_high).astype(np.float32)
@@ -401,6 +407,54 @@ def plot_landscape(landscape: Landscape, path: str | Path, title: str = "") -> P
     return path
 
 
+# ---------------------------------------------------------------------------------------------- ranking
+def candidate_ranking(agent: Any, env: Any, pairs: list[Any], samples: int = 64, seed: int = 0) -> dict[str, Any]:
+    """How well the model ranks the candidates of a planner's first draw, per start/goal pair.
+
+    From each pair's start, ``samples`` action sequences of ``plan.horizon`` blocks are drawn as CEM
+    draws them first (normal, std ``plan.init_std`` in normalised units around 0), then scored three
+    ways: ``predicted`` (the agent's cost: the predictor's last latent against the goal image's),
+    ``true latent`` (the same encoder distance on the rendered true end state: perfect predictions)
+    and ``goal distance`` (the env's own distance of the true end state, what success tests).
+    Returns the mean over pairs of the Spearman correlation of each two scores, and of the share of
+    the 10 best candidates by one score that are among the 10 best by the other.
+    """
+    from lewm_agent.analysis import rank_correlation
+
+    g = _goal_env(env)
+    pc, fs = agent.plan_cfg, agent.model.cfg.frameskip
+    A = g.action_space.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    scores: dict[str, list[float]] = {k: [] for k in ("predicted~true latent", "predicted~goal distance",
+                                                      "true latent~goal distance", "top-10 predicted & true latent",
+                                                      "top-10 predicted & goal distance")}
+    top = min(10, samples)
+    for pair in pairs:
+        start, goal_state = np.asarray(pair.state, np.float32), np.asarray(pair.goal_state, np.float32)
+        z_start = agent.encode(g.render_state(start)[None])
+        z_goal = agent.encode(g.render_state(goal_state)[None])
+        blocks = torch.randn(1, samples, pc.horizon, fs * A, generator=generator) * pc.init_std
+        with torch.inference_mode():
+            z_pred = agent.model.rollout_samples(z_context=z_start[:, None], a_context=None,
+                                                 a_plan=blocks.to(agent.device)).float()[0, :, -1]
+        predicted = ((z_pred - z_goal) ** 2).sum(-1).cpu().numpy()
+        actions = blocks[0].numpy().reshape(samples, pc.horizon * fs, A) * agent.action_std + agent.action_mean
+        actions = np.clip(actions, agent.action_low, agent.action_high)
+        ends = g.simulate(np.repeat(start[None], samples, 0), actions)[:, -1]
+        # unchecked: a fast agent can tunnel out of the arena, a state render_state would refuse
+        z_true = agent.encode(np.stack([g._render_state(e) for e in ends]))
+        true_latent = ((z_true - z_goal) ** 2).sum(-1).cpu().numpy()
+        distance = np.array([g._goal_distance(e, goal_state) for e in ends])
+        best = lambda x: set(np.argsort(x)[:top].tolist())  # noqa: E731
+        scores["predicted~true latent"].append(rank_correlation(predicted, true_latent))
+        scores["predicted~goal distance"].append(rank_correlation(predicted, distance))
+        scores["true latent~goal distance"].append(rank_correlation(true_latent, distance))
+        scores["top-10 predicted & true latent"].append(len(best(predicted) & best(true_latent)) / top)
+        scores["top-10 predicted & goal distance"].append(len(best(predicted) & best(distance)) / top)
+    return {"samples": samples, "pairs": len(pairs),
+            **{k: round(float(np.nanmean(v)), 3) for k, v in scores.items()}}
+
+
 # ---------------------------------------------------------------------------------------------- the run
 def parse_plan_setting(text: str) -> dict[str, Any]:
     """``"samples=300,iterations=30"`` -> typed PlanConfig overrides, each item in ``lewm --plan``'s grammar
@@ -439,8 +493,10 @@ def diagnose(
     grid: int = 48,
     device: str = "auto",
     progress: bool = True,
+    ranking: int = 64,
 ) -> dict[str, Any]:
-    """Agent vs oracle vs more search vs random on the same pairs (+ the landscape); writes ``out_dir``.
+    """Agent vs oracle vs more search vs random on the same pairs (+ the landscape, + :func:`candidate_ranking`
+    with ``ranking`` samples per pair unless 0); writes ``out_dir``.
 
     Returns the contents of ``out_dir/diagnose.json``.
     """
@@ -454,6 +510,9 @@ def diagnose(
     if not (agent_dir / "config.json").is_file():
         raise DiagnoseError(f"no agent at {agent_dir} (config.json missing); pass the agent directory that "
                             "`lewm train` writes (RUN/agent).")
+    if ranking < 0:
+        raise DiagnoseError(f"--ranking {ranking}: pass the candidates per pair for the ranking (e.g. 64), "
+                            "or 0 to skip.")
     plan_settings = [{"samples": 300, "iterations": 30}] if plan_settings is None else plan_settings
     try:
         agent = LeWMAgent.load(agent_dir, device=device)
@@ -517,6 +576,8 @@ def diagnose(
         "pairs_oracle_only": int((o & ~a).sum()), "pairs_agent_only": int((a & ~o).sum()),
         "results": rows,
     }
+    if ranking:
+        out["ranking"] = candidate_ranking(agent, probe, pairs, samples=ranking)
     if landscape:
         land = latent_landscape(agent, probe, grid=grid)
         plot_landscape(land, out_dir / "landscape.png", title=f"{agent_dir} on {env_id} {env_kwargs}")
@@ -536,6 +597,10 @@ def format_table(out: dict[str, Any]) -> str:
         lines.append(f"{r['name']:<{w}} {r['success_rate']:>8.0%} {f'[{lo:.0%}, {hi:.0%}]':>15} {spp:>8}")
     lines.append(f"pairs the oracle solves and the agent does not: {out['pairs_oracle_only']}; "
                  f"the reverse: {out['pairs_agent_only']}")
+    if "ranking" in out:
+        r = out["ranking"]
+        lines.append(f"ranking of {r['samples']} first-draw candidates per pair (mean Spearman / top-10 overlap):")
+        lines += [f"  {k}: {v}" for k, v in r.items() if k not in ("samples", "pairs")]
     if "landscape" in out:
         for name, g in out["landscape"]["goals"].items():
             lines.append(f"landscape '{name}': Spearman all {g['rank_corr']}, within {out['landscape']['near']}: "
@@ -555,13 +620,16 @@ def main(argv: list[str] | None = None) -> int:
                         "'none': no more-search rows)")
     p.add_argument("--grid", type=int, default=48, help="landscape positions per side")
     p.add_argument("--no-landscape", action="store_true", help="skip the latent landscape (non-TwoRoom envs)")
+    p.add_argument("--ranking", type=int, default=64, metavar="N",
+                   help="candidates per pair for the ranking of predicted vs true costs (0: skip)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
-        settings = None if not args.plan else [] if args.plan == ["none"] else [parse_plan_setting(s) for s in args.plan]
+        settings = (None if not args.plan else [] if args.plan == ["none"]
+                    else [parse_plan_setting(s) for s in args.plan])
         out = diagnose(args.agent_dir, args.eval_data, args.out, args.episodes, settings, not args.no_landscape,
-                       args.grid, args.device, not args.no_progress)
+                       args.grid, args.device, not args.no_progress, args.ranking)
     except DiagnoseError as e:
         raise SystemExit(f"error: {e}") from None
     print(format_table(out))

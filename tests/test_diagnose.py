@@ -120,6 +120,10 @@ def test_cli_writes_the_table_and_the_landscape(tiny_run, tiny_data, tmp_path, c
     assert all(r["episodes"] == 3 and len(r["ci95"]) == 2 for r in result["results"])
     assert result["results"][3]["plan"]["samples"] == 8
     assert set(result["landscape"]["goals"]) == {"left room", "right room", "door"}
+    ranking = result["ranking"]
+    assert ranking["pairs"] == 3 and ranking["samples"] == 64
+    assert all(-1 <= v <= 1 for k, v in ranking.items() if "~" in k)
+    assert all(0 <= v <= 1 for k, v in ranking.items() if k.startswith("top-10"))
     assert (out / "landscape.png").is_file()
     assert "oracle" in capsys.readouterr().out
 
@@ -130,5 +134,7 @@ def test_cli_bad_input_gets_a_one_line_error(tiny_data, tiny_run, tmp_path):
     with pytest.raises(SystemExit, match="has no field 'sample'"):
         main([str(tiny_run / "agent"), "--eval-data", str(tiny_data), "--out", str(tmp_path / "o"),
               "--plan", "sample=3"])
+    with pytest.raises(SystemExit, match="--ranking -1: pass the candidates per pair"):
+        main([str(tiny_run / "agent"), "--eval-data", str(tiny_data), "--out", str(tmp_path / "o"), "--ranking", "-1"])
     with pytest.raises(SystemExit, match="cannot read --eval-data"):
         main([str(tiny_run / "agent"), "--eval-data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o")])
