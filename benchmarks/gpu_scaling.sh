@@ -16,7 +16,8 @@
 # (`python benchmarks/gpu_scaling.sh` prints none; compare with the same hash of the local file).
 # Training stops at the deadline's share (scaling.py --time-limit) and a stopped variant is still
 # evaluated from its checkpoint (--eval-unfinished: its record says "unfinished" and how many steps).
-# Back in OUT: records/*.json (scaling.py's records), logs/*.log, runs/<variant>/*.json, tb/<variant>.
+# Back in OUT: records/*.json (scaling.py's records), logs/*.log, runs/<variant>/*.json, tb/<variant>;
+# with AGENTS=1 also runs/<variant>/agent (the saved agent, to diagnose it at home).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STUDY=${STUDY:-pusht}
@@ -71,6 +72,7 @@ cp -r "$ROOT/records" "$ROOT/logs" "$OUT/" 2>/dev/null
 for run in "$ROOT"/runs/*/; do
   name=$(basename "$run"); mkdir -p "$OUT/runs/$name" "$OUT/tb/$name"
   cp "$run"/*.json "$OUT/runs/$name/" 2>/dev/null
+  [ "${AGENTS:-0}" = 1 ] && [ -d "$run/agent" ] && cp -r "$run/agent" "$OUT/runs/$name/"
   ev=$(ls -S "$run"/tb/events.out.tfevents.* 2>/dev/null | head -1); [ -n "$ev" ] && cp "$ev" "$OUT/tb/$name/"
 done
 echo "gpu_scaling rc=$rc, total $(elapsed)s"

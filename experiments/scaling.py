@@ -205,7 +205,13 @@ def _pusht() -> Study:
                   v("relative-10k-10k", "data", 10_000, 10_000, train={"bf16": False}),
                   v("relative-10k-h3-10k", "combined", 10_000, 10_000, model={"history": 3}, train={"bf16": False}),
                   # finer pixels: the T at 128 px in 16-px patches (64 tokens a frame)
-                  v("relative-2k-128-16-5k", "image", 5_000, 2_000, 128, 16, train={"bf16": False})],
+                  v("relative-2k-128-16-5k", "image", 5_000, 2_000, 128, 16, train={"bf16": False}),
+                  # the true dynamics with the agent's latent cost plan at 48% where the agent gets 26%
+                  # (experiments/diagnose.py): the paper's predictor (6 blocks, 192 wide, 16 x 64 heads,
+                  # MLP 2048; "small", PushT 96% against "tiny" 81%) with history 3, on a GPU
+                  v("relative-10k-h3-pred6-10k", "combined", 10_000, 10_000,
+                    model={"history": 3, "pred_width": 192, "pred_depth": 6, "pred_heads": 16, "pred_head_dim": 64,
+                           "pred_mlp_dim": 2048}, train={"bf16": False})],
     )
 
 
