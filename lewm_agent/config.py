@@ -597,7 +597,8 @@ def _reacher() -> Preset:
 def _pusht() -> Preset:
     # the reference's control (relative target offsets, lewm/PushT-v1); gym-pusht's absolute targets
     # (lewm/PushT-v0) gave 12% against random 10% (docs/scaling_pusht.md). On the `pusht` study's pairs
-    # 2,000 episodes at 7,500 steps gave 26% (28.5 min) against 600 at 2,500 steps' 16-18% (10 min)
+    # 2,000 episodes at 7,500 steps gave 26% (28.5 min) against 600 at 2,500 steps' 16-18% (10 min); in the
+    # `tasks` table 16% against 18% before (41.5 min, each on its own pairs): no measurable gain there
     return _for_task("lewm/PushT-v1", "PushT (the reference's relative actions), 64 px", steps=7500, episodes=2000)
 
 
