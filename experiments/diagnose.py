@@ -190,40 +190,52 @@ class OracleActor:
             self._queues, self._warm = [deque() for _ in range(n)], [None] * n
         deciding = [i for i, q in enumerate(self._queues) if not q]
         if deciding:
-            self._goal_images = np.asarray(obs["goal"]) if self.encoder is not None else None
-            self._decide(deciding, infos)
+            self._decide(deciding, infos, np.asarray(obs["goal"])[deciding] if self.encoder is not None else None)
         return np.stack([q.popleft() for q in self._queues])
+
+    def env_actions(self, blocks: np.ndarray) -> np.ndarray:
+        """Normalised actions (..., A) -> what the agent executes: de-normalised, clipped, float32."""
+        actions = np.clip(blocks * self.action_std + self.action_mean, self.action_low, self.action_high)
+        return actions.astype(np.float32)
+
+    def end_states(self, states: np.ndarray, blocks: torch.Tensor) -> np.ndarray:
+        """The true states after each block: normalised blocks (E, S, H, Ad) from states (E, state_dim) ->
+        (E, S, H, state_dim), simulated with the private env."""
+        E, S, H, _ = blocks.shape
+        fs, A = self.frameskip, self.action_mean.shape[0]
+        actions = self.env_actions(blocks.detach().float().cpu().numpy().reshape(E * S, H * fs, A))
+        traj = self.env.simulate(np.repeat(states, S, axis=0), actions)  # (E*S, H*fs, state_dim)
+        return traj[:, fs - 1 :: fs].reshape(E, S, H, -1)
+
+    def goal_cost(self, ends: np.ndarray, goal_states: np.ndarray) -> torch.Tensor:
+        """Squared goal distance of end states (E, S, K, state_dim) to goals (E, state_dim), summed over K: (E, S)."""
+        d2 = np.array([[[self.env._goal_distance(s, goal) ** 2 for s in row] for row in per_env]
+                       for per_env, goal in zip(ends, goal_states)])
+        return torch.as_tensor(d2.sum(-1), dtype=torch.float32)
+
+    def latent_cost(self, ends: np.ndarray, z_goal: torch.Tensor) -> torch.Tensor:
+        """The encoder's squared distance of rendered end states (E, S, K, state_dim) to goal latents (E, D),
+        summed over K: (E, S)."""
+        E, S, K = ends.shape[:3]
+        # unchecked: a fast agent can tunnel out of the arena, a state render_state would refuse
+        images = np.stack([self.env._render_state(s) for s in ends.reshape(E * S * K, -1)])
+        z = torch.cat([self.encoder(images[i: i + 512]).float().cpu() for i in range(0, len(images), 512)])
+        return ((z.reshape(E, S, K, -1) - z_goal[:, None, None]) ** 2).sum(-1).sum(-1)
 
     def cost_fn(self, states: np.ndarray, goal_states: np.ndarray,
                 goal_images: np.ndarray | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The true-state cost of normalised blocks (E, S, H, Ad) -> (E, S), from states / goals (E, state_dim);
         with an encoder, the latent cost against ``goal_images`` (E, H, W, 3) instead."""
-        env, fs, mode = self.env, self.frameskip, self.plan_cfg.cost
-        A = self.action_mean.shape[0]
         z_goal = None if self.encoder is None else self.encoder(goal_images).float().cpu()  # (E, D)
 
         def cost(blocks: torch.Tensor) -> torch.Tensor:
-            E, S, H, _ = blocks.shape
-            actions = blocks.detach().float().cpu().numpy().reshape(E * S, H * fs, A)
-            actions = actions * self.action_std + self.action_mean
-            actions = np.clip(actions, self.action_low, self.action_high)  # what the agent executes
-            traj = env.simulate(np.repeat(states, S, axis=0), actions)  # (E*S, H*fs, state_dim)
-            ends = traj[:, fs - 1 :: fs]  # (E*S, H, state_dim): the states after each block
-            goals = np.repeat(goal_states, S, axis=0)
-            steps = [H - 1] if mode == "terminal" else range(H)
-            if z_goal is not None:
-                flat = ends[:, list(steps)].reshape(-1, ends.shape[-1])
-                # unchecked: a fast agent can tunnel out of the arena, a state render_state would refuse
-                images = np.stack([env._render_state(s) for s in flat])
-                z = torch.cat([self.encoder(images[i: i + 512]).float().cpu() for i in range(0, len(images), 512)])
-                z = z.reshape(E, S, len(steps), -1)
-                return ((z - z_goal[:, None, None]) ** 2).sum(-1).sum(-1)
-            d2 = np.array([[env._goal_distance(ends[k, h], goals[k]) ** 2 for h in steps] for k in range(E * S)])
-            return torch.as_tensor(d2.sum(1).reshape(E, S), dtype=torch.float32)
+            ends = self.end_states(states, blocks)
+            ends = ends[:, :, -1:] if self.plan_cfg.cost == "terminal" else ends
+            return self.goal_cost(ends, goal_states) if z_goal is None else self.latent_cost(ends, z_goal)
 
         return cost
 
-    def _decide(self, idx: list[int], infos: list[dict[str, Any]]) -> None:
+    def _decide(self, idx: list[int], infos: list[dict[str, Any]], goal_images: np.ndarray | None = None) -> None:
         pc, fs = self.plan_cfg, self.frameskip
         start = time.perf_counter()
         E, H, A = len(idx), pc.horizon, self.action_mean.shape[0]
@@ -234,12 +246,10 @@ class OracleActor:
             for j, i in enumerate(idx):
                 if self._warm[i] is not None:
                     mean[j] = self._warm[i]
-        goal_images = None if self.encoder is None else self._goal_images[idx]
         result: PlanResult = plan(self.cost_fn(states, goal_states, goal_images), mean, pc, self._block_low,
                                   self._block_high, self._generator)
         blocks = result.actions.float()  # (E, H, Ad), normalised
-        env_actions = blocks.numpy().reshape(E, H * fs, A) * self.action_std + self.action_mean
-        env_actions = np.clip(env_actions, self.action_low, self.action_high).astype(np.float32)
+        env_actions = self.env_actions(blocks.numpy().reshape(E, H * fs, A))
         R = pc.receding_horizon
         for j, i in enumerate(idx):
             self._queues[i] = deque(env_actions[j, : R * fs])
@@ -421,30 +431,26 @@ def candidate_ranking(agent: Any, env: Any, pairs: list[Any], samples: int = 64,
     """
     from lewm_agent.analysis import rank_correlation
 
-    g = _goal_env(env)
-    pc, fs = agent.plan_cfg, agent.model.cfg.frameskip
-    A = g.action_space.shape[0]
+    oracle = OracleActor.from_agent(agent, env, latent_cost=True)  # its simulation and both true scores
+    g, pc = oracle.env, agent.plan_cfg
     generator = torch.Generator().manual_seed(seed)
     scores: dict[str, list[float]] = {k: [] for k in ("predicted~true latent", "predicted~goal distance",
                                                       "true latent~goal distance", "top-10 predicted & true latent",
                                                       "top-10 predicted & goal distance")}
     top = min(10, samples)
     for pair in pairs:
-        start, goal_state = np.asarray(pair.state, np.float32), np.asarray(pair.goal_state, np.float32)
-        z_start = agent.encode(g.render_state(start)[None])
-        z_goal = agent.encode(g.render_state(goal_state)[None])
-        blocks = torch.randn(1, samples, pc.horizon, fs * A, generator=generator) * pc.init_std
+        start, goal_state = np.asarray(pair.state, np.float32)[None], np.asarray(pair.goal_state, np.float32)[None]
+        z_start = agent.encode(g.render_state(start[0])[None])
+        z_goal = agent.encode(g.render_state(goal_state[0])[None])
+        blocks = torch.randn(1, samples, pc.horizon, agent.model.cfg.action_block_dim, generator=generator)
+        blocks = blocks * pc.init_std
         with torch.inference_mode():
             z_pred = agent.model.rollout_samples(z_context=z_start[:, None], a_context=None,
                                                  a_plan=blocks.to(agent.device)).float()[0, :, -1]
         predicted = ((z_pred - z_goal) ** 2).sum(-1).cpu().numpy()
-        actions = blocks[0].numpy().reshape(samples, pc.horizon * fs, A) * agent.action_std + agent.action_mean
-        actions = np.clip(actions, agent.action_low, agent.action_high)
-        ends = g.simulate(np.repeat(start[None], samples, 0), actions)[:, -1]
-        # unchecked: a fast agent can tunnel out of the arena, a state render_state would refuse
-        z_true = agent.encode(np.stack([g._render_state(e) for e in ends]))
-        true_latent = ((z_true - z_goal) ** 2).sum(-1).cpu().numpy()
-        distance = np.array([g._goal_distance(e, goal_state) for e in ends])
+        ends = oracle.end_states(start, blocks)[:, :, -1:]  # (1, S, 1, state_dim)
+        true_latent = oracle.latent_cost(ends, z_goal.float().cpu())[0].numpy()
+        distance = oracle.goal_cost(ends, goal_state)[0].numpy()  # squared: the same ranks
         best = lambda x: set(np.argsort(x)[:top].tolist())  # noqa: E731
         scores["predicted~true latent"].append(rank_correlation(predicted, true_latent))
         scores["predicted~goal distance"].append(rank_correlation(predicted, distance))
