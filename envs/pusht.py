@@ -32,10 +32,17 @@ Default episode: the start is drawn like gym-pusht's reset (agent in [50, 450)^2
 T-target, or if the block already meets the goal. A gym-pusht 5-d state ``s5`` can be given as
 ``np.concatenate([s5, np.zeros(5)])`` (at rest).
 The goal state is gym-pusht's T-target pose ``(256, 256, pi / 4)`` for the block, with zero
-velocities and the agent where it started. Success follows LeWM: block position error
-< ``SUCCESS_POS`` (20 world units, whatever the image size) and wrapped angle error
-< ``SUCCESS_ANGLE`` (pi / 9). Distance = position error + ``ANGLE_WEIGHT`` * angle error, i.e.
-world units + degrees (the two thresholds weigh the same: 20 units ~ 20 degrees).
+velocities and the agent where it started.
+
+Success follows the LeWM reference (stable-worldmodel's ``swm/PushT-v1`` ``eval_state``, from
+DINO-WM): the position error < ``SUCCESS_POS`` (20 world units, whatever the image size) and the
+wrapped block angle error < ``SUCCESS_ANGLE`` (pi / 9). The position error is the Euclidean norm
+of the (agent x, agent y, block x, block y) error when the goal state was given
+(``reset(options={"goal_state": ...})``, as in the LeWM protocol's start/goal pairs): the agent
+must be where the goal frame shows it too. The default goal fixes only the block (gym-pusht's
+T-target), and ``agent_in_goal=False`` keeps the block alone for every goal (lewm-agent's
+criterion before 2026-11-27, more lenient). Distance = position error + ``ANGLE_WEIGHT`` * angle
+error, i.e. world units + degrees (the two thresholds weigh the same: 20 units ~ 20 degrees).
 
 Rendering: gym-pusht's own drawing code (pygame on the 512 x 512 canvas, then
 ``cv2.resize`` to ``image_size``, the same pixels as gym-pusht's ``get_obs``), one render per
@@ -48,6 +55,7 @@ goal pose instead, in every frame and in the goal image.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # pygame must not look for a display (headless machines, workers); set before it is imported.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -142,7 +150,8 @@ class PushTGoalEnv(GoalEnv):
     Observations ``{"pixels", "goal"}``: uint8 ``(image_size, image_size, 3)``. Actions: the
     agent's target position, float32 (2,) in [0, 512] world units; with ``relative=True`` the
     target's offset from the agent, float32 (2,) in [-1, 1] (x ``RELATIVE_SCALE`` units). State: float32 (10,) (module
-    docstring). Success: block within 20 world units and pi / 9 rad of the goal pose.
+    docstring). Success: block (and agent, for a given goal state) within 20 world units and the
+    block within pi / 9 rad of the goal pose (module docstring).
 
     Args:
         image_size: side of the square images, pixels (the 512-unit world is scaled to fit).
@@ -153,6 +162,8 @@ class PushTGoalEnv(GoalEnv):
             frame (default False: the goal is given only by the goal image).
         relative: actions are target offsets from the agent in [-1, 1] (the LeWM reference's
             PushT) instead of absolute targets (gym-pusht's).
+        agent_in_goal: a given goal state's agent position counts in success and distance (the
+            LeWM reference's criterion); False: only the block counts.
     """
 
     state_dim = STATE_DIM
@@ -165,13 +176,17 @@ class PushTGoalEnv(GoalEnv):
         render_mode: str | None = "rgb_array",
         draw_goal_zone: bool = False,
         relative: bool = False,
+        agent_in_goal: bool = True,
     ) -> None:
         super().__init__(image_size, reward_type, terminate_on_success, render_mode)
-        for name, value in (("draw_goal_zone", draw_goal_zone), ("relative", relative)):
+        flags = (("draw_goal_zone", draw_goal_zone), ("relative", relative), ("agent_in_goal", agent_in_goal))
+        for name, value in flags:
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool (True or False), got {value!r}")
         self.draw_goal_zone = bool(draw_goal_zone)
         self.relative = bool(relative)
+        self.agent_in_goal = bool(agent_in_goal)
+        self._agent_counts = False  # this episode's goal fixes the agent (set by reset)
         pusht = require("gym_pusht.envs.pusht", "pusht")
         self._pygame = require("pygame", "pusht")
         self._cv2 = require("cv2", "pusht")
@@ -279,19 +294,39 @@ class PushTGoalEnv(GoalEnv):
         image = np.frombuffer(pygame.image.tobytes(canvas, "RGB"), np.uint8).reshape(size, size, 3)
         return self._cv2.resize(image, (self.image_size, self.image_size))
 
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """GoalEnv's reset; a given ``goal_state`` also fixes the agent (if ``agent_in_goal``)."""
+        given = isinstance(options, dict) and options.get("goal_state") is not None
+        self._agent_counts = self.agent_in_goal and given
+        return super().reset(seed=seed, options=options)
+
+    @property
+    def goal_fixes_agent(self) -> bool:
+        """Whether this episode's success and distance count the agent's position (a given goal
+        state with ``agent_in_goal``), not the block's pose alone."""
+        return self._agent_counts
+
     def _goal_distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
-        pos_err, angle_err = self.block_errors(state, goal_state)
+        pos_err, angle_err = self.goal_errors(state, goal_state, self._agent_counts)
         return pos_err + ANGLE_WEIGHT * angle_err
 
     def _is_success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
-        pos_err, angle_err = self.block_errors(state, goal_state)
+        pos_err, angle_err = self.goal_errors(state, goal_state, self._agent_counts)
         return pos_err < SUCCESS_POS and angle_err < SUCCESS_ANGLE
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def block_errors(state: np.ndarray, goal_state: np.ndarray) -> tuple[float, float]:
-        """``(position error, world units; |wrapped angle error|, radians)`` of the block."""
-        pos_err = float(np.hypot(float(state[2]) - float(goal_state[2]), float(state[3]) - float(goal_state[3])))
+    def goal_errors(state: np.ndarray, goal_state: np.ndarray, with_agent: bool) -> tuple[float, float]:
+        """``(position error, world units; |wrapped block angle error|, radians)``.
+
+        The position error is the norm of the (agent x, agent y, block x, block y) error with
+        ``with_agent`` (the LeWM reference's), else of the block's (x, y) error alone.
+        """
+        first = 0 if with_agent else 2
+        diff = np.asarray(state[first:4], np.float64) - np.asarray(goal_state[first:4], np.float64)
+        pos_err = float(np.sqrt(np.sum(diff * diff)))
         angle_err = abs(float(wrap_angle(float(state[4]) - float(goal_state[4]))))
         return pos_err, angle_err
 

@@ -24,7 +24,10 @@ class PushTExpert:
     toward a target ``min(push_len, score)`` units inside the block. Actions are targets
     (world units) plus Gaussian noise of std ``noise_std``; on a ``relative`` env the noisy
     target's offset from the agent, divided by ``RELATIVE_SCALE`` and clipped to [-1, 1]. With
-    probability ``random_prob`` per step it leaves for a random waypoint for 3-9 steps.
+    probability ``random_prob`` per step it leaves for a random waypoint for 3-9 steps. When the
+    goal fixes the agent too (:attr:`~lewm_agent.envs.pusht.PushTGoalEnv.goal_fixes_agent`) and the
+    block is within half the success thresholds, it parks the agent at the goal's agent position,
+    going around the block the same way.
 
     Measured with the defaults (64x64, 300-step limit, 50 seeded episodes toward the T-target):
     98% success (49/50), mean episode length 90 steps; random actions: 0%.
@@ -65,6 +68,7 @@ class PushTExpert:
         self.rng = np.random.default_rng(seed)
         self._points, self._normals = pusht.t_contact_points()  # (K, 2) each, block coordinates
         self._cog = np.array([0.0, 45.0])  # the T's centre of mass, block coordinates
+        self._env = env.unwrapped
         self._relative = bool(env.unwrapped.relative)
         self._agent = np.zeros(2)  # the agent's position at the current step (relative actions)
         self.reset({}, {})
@@ -88,6 +92,11 @@ class PushTExpert:
         goal = np.asarray(info["goal_state"], np.float64)
         agent, pose = state[:2], state[2:5]
         rot, goal_rot = self._rotation(pose[2]), self._rotation(goal[4])
+        if self._env.goal_fixes_agent:
+            pos_err, angle_err = pusht.PushTGoalEnv.goal_errors(state, goal, with_agent=False)
+            if pos_err < pusht.SUCCESS_POS / 2 and angle_err < pusht.SUCCESS_ANGLE / 2:
+                self._pushing = False
+                return self._act(self._toward(agent, goal[:2], pose, rot))
         points = self._points @ rot.T + pose[:2]  # (K, 2) world
         normals = self._normals @ rot.T  # (K, 2) outward, world
         wanted = self._points @ goal_rot.T + goal[2:4] - points  # where each point should go
@@ -114,17 +123,21 @@ class PushTExpert:
         if self._pushing:
             return self._act(points[i] - normals[i] * min(self.push_len, max(score[i], 5.0)))
 
-        # Approach: straight if the path is clear of the block, else around it.
-        if self._path_clear(agent, before[i], pose, pusht.AGENT_RADIUS + 2.0):
-            return self._act(before[i])
+        return self._act(self._toward(agent, before[i], pose, rot))
+
+    def _toward(self, agent: np.ndarray, target: np.ndarray, pose: np.ndarray, rot: np.ndarray) -> np.ndarray:
+        """The next waypoint from ``agent`` to ``target`` (world (2,)): straight if the path is clear
+        of the block at ``pose`` (rotation ``rot``), else around it on the ``ring`` circle."""
+        if self._path_clear(agent, target, pose, pusht.AGENT_RADIUS + 2.0):
+            return target
         cog = rot @ self._cog + pose[:2]
-        at, to = np.arctan2(*(agent - cog)[::-1]), np.arctan2(*(before[i] - cog)[::-1])
+        at, to = np.arctan2(*(agent - cog)[::-1]), np.arctan2(*(target - cog)[::-1])
         turn = float(wrap_angle(to - at))
         heading = at + np.sign(turn) * min(abs(turn), np.pi / 4)
         waypoint = cog + self.ring * np.array([np.cos(heading), np.sin(heading)])
         if not self._path_clear(agent, waypoint, pose, pusht.AGENT_RADIUS + 1.0):
             waypoint = cog + self.ring * np.array([np.cos(at), np.sin(at)])  # back off first
-        return self._act(waypoint)
+        return waypoint
 
     @staticmethod
     def _path_clear(start: np.ndarray, end: np.ndarray, pose: np.ndarray, radius: float) -> bool:

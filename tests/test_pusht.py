@@ -164,6 +164,43 @@ def test_dense_reward_is_position_error_plus_weighted_angle_error():
     assert not terminated
 
 
+def test_a_given_goal_fixes_the_agent_as_in_the_reference_and_the_default_goal_does_not():
+    block = (300.0, 300.0, 0.5)
+    for agent_in_goal, success, distance in ((True, False, 30.0), (False, True, 0.0)):
+        env = make(agent_in_goal=agent_in_goal)
+        # block exactly at its goal pose, agent 30 units (> SUCCESS_POS) from the goal's agent position
+        env.reset(options={"state": state(block=block), "goal_state": state(agent=(60.0, 90.0), block=block)})
+        assert env.goal_fixes_agent is agent_in_goal
+        _, _, terminated, _, info = env.step(HOLD)
+        assert info["is_success"] is success and terminated is success
+        assert info["distance"] == pytest.approx(distance, abs=1e-3)
+    # the norm of the 4-D (agent, block) position error: 12 and 16 units make 20, just a failure
+    env = make()
+    env.reset(options={"state": state(block=block), "goal_state": state(agent=(60.0, 72.0), block=(300, 316, 0.5))})
+    _, _, _, _, info = env.step(HOLD)
+    assert info["distance"] == pytest.approx(20.0, abs=1e-3) and not info["is_success"]
+    # the default goal (gym-pusht's T-target) says nothing of the agent: only the block counts
+    env.reset(seed=0)
+    assert not env.goal_fixes_agent
+    with pytest.raises(ValueError, match="agent_in_goal must be a bool"):
+        make(agent_in_goal="yes")
+
+
+def test_expert_parks_the_agent_where_a_given_goal_shows_it():
+    env = gym.make("lewm/PushT-v1", image_size=16)
+    block = (300.0, 300.0, 0.5)  # already at its goal pose; the goal's agent is on the far side of the T
+    obs, info = env.reset(options={"state": state(block=block), "goal_state": state(agent=(420.0, 420.0),
+                                                                                      block=block)})
+    policy = make_policy("expert", env, seed=0)
+    policy.reset(obs, info)
+    for _ in range(60):
+        obs, _, terminated, _, info = env.step(policy(obs, info))
+        if terminated:
+            break
+    assert info["is_success"], info["state"]
+    assert PushTGoalEnv.goal_errors(info["state"], info["goal_state"], with_agent=False)[0] < SUCCESS_POS
+
+
 def test_frames_are_gym_pusht_images_without_the_fixed_target():
     env = make(image_size=64)
     obs, _ = env.reset(seed=0)
