@@ -55,6 +55,19 @@ def _free_gl_at_exit(owner: gym.Env, physics: Any) -> Any:
     return free_gl_at_exit(owner, physics.free)
 
 
+def _make_gl_current(physics: Any) -> None:
+    """Make ``physics``' GL context current on dm_control's render thread, whatever dm_control believes.
+
+    dm_control skips ``eglMakeCurrent`` for the context it last made current, so once another EGL
+    context has been made current in the process (``mujoco.Renderer``: a Meta-World or OGBench env, or
+    :func:`~lewm_agent.envs.goal.free_gl_at_exit`'s throwaway one), its renders read a framebuffer that is
+    not its own: garbage that differs from call to call. Call before each render.
+    """
+    gl = physics.contexts.gl
+    with gl.make_current() as ctx:
+        ctx.call(gl._platform_make_current)
+
+
 class ReacherGoalEnv(GoalEnv):
     """Two-link reacher: reach a goal joint configuration shown as an image.
 
@@ -129,6 +142,7 @@ class ReacherGoalEnv(GoalEnv):
             self._physics.step()
 
     def _render_live(self) -> np.ndarray:
+        _make_gl_current(self._physics)
         return self._physics.render(self.image_size, self.image_size, camera_id=self._camera_id).copy()
 
     def _goal_distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
@@ -161,8 +175,12 @@ class DMCPixels(gym.ObservationWrapper):
         super().close()
         self._free_gl()
 
+    def render(self) -> Any:
+        _make_gl_current(self._physics)
+        return self.env.render()
+
     def observation(self, observation: Any) -> np.ndarray:
-        return np.asarray(self.env.render(), np.uint8)
+        return np.asarray(self.render(), np.uint8)
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = super().reset(**kwargs)

@@ -120,14 +120,21 @@ def test_dmc_generic_id_needs_a_known_task():
 EXIT_SCRIPT = """
 import sys
 import gymnasium as gym
+import numpy as np
 import lewm_agent.envs  # noqa: F401  (registers the lewm/ ids)
 kwargs = {"lewm/DMC-v0": {"task": "cartpole-swingup"}}
 envs = []
 for env_id in sys.argv[1:]:
     env = gym.make(env_id, image_size=16, **kwargs.get(env_id, {}))
     env.reset(seed=0)
-    env.step(env.action_space.sample())
-    envs.append(env)  # never closed: freed at exit
+    obs, *_, info = env.step(env.action_space.sample())
+    envs.append((env_id, env, obs, info))  # never closed: freed at exit
+# every env made since (and its GL context) must leave the earlier envs' renders alone
+for env_id, env, obs, info in envs:
+    again = env.unwrapped.render_state(info["state"]) if "goal" in obs else env.render()
+    pixels = obs["pixels"] if "goal" in obs else obs
+    if not np.array_equal(again, pixels):
+        print("render changed", env_id, int(np.abs(again.astype(int) - pixels).max()))
 print("ok")
 """
 
@@ -138,7 +145,9 @@ print("ok")
 ])
 def test_a_process_that_made_dmc_envs_exits_without_egl_tracebacks(env_ids):
     """dm_control and mujoco.egl (Meta-World's and OGBench's renderers) share one EGL display and each
-    terminates it at exit; contexts freed after that printed EGL_BAD_DISPLAY tracebacks (issue 13)."""
+    terminates it at exit; contexts freed after that printed EGL_BAD_DISPLAY tracebacks (issue 13). The
+    same process re-renders each env's last state after every env is made: a dm_control env rendered
+    garbage once another EGL context had been made current (a fresh process's first Reacher env did)."""
     import subprocess
     import sys
 
