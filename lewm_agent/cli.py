@@ -95,6 +95,9 @@ def _add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--goal-offset", type=int, default=25, help="env steps from start row to goal row (default 25)")
     p.add_argument("--budget", type=int, default=50, help="env steps per episode (default 50)")
     p.add_argument("--eval-seed", type=int, default=0, help="seed of the start/goal pairs")
+    p.add_argument("--keep-trivial", action="store_true",
+                   help="keep pairs whose start already satisfies the goal (the LeWM reference keeps them; "
+                        "by default they are redrawn)")
     p.add_argument("--video", type=int, default=0, metavar="N", help="write mp4s of the first N episodes")
 
 
@@ -128,7 +131,7 @@ def _protocol(args):
     _at_least(args, 1, "eval_episodes", "goal_offset", "budget")
     _at_least(args, 0, "video")
     return EvalProtocol(num_episodes=args.eval_episodes, goal_offset=args.goal_offset, budget=args.budget,
-                        seed=args.eval_seed)
+                        seed=args.eval_seed, skip_trivial=not args.keep_trivial)
 
 
 def _summary(records: dict[str, Any]) -> str:

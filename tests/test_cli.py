@@ -26,6 +26,11 @@ def test_collect_train_eval(tmp_path, capsys):
     frames = imageio.mimread(tmp_path / "run" / result["lewm"]["videos"][0])  # relative to eval.json's directory
     assert len(frames) >= 2 and all(f.std() > 5 for f in frames)  # real images, not black or constant
     assert "success" in capsys.readouterr().out
+    assert protocol["skip_trivial"] is True
+    kept = tmp_path / "kept.json"  # the reference's protocol: pairs solved at the start stay in
+    assert main(["eval", "--agent", str(tmp_path / "run" / "agent"), "--eval-episodes", "4", "--no-random",
+                 "--keep-trivial", "--out", str(kept)]) == 0
+    assert json.loads(kept.read_text())["lewm"]["protocol"]["skip_trivial"] is False
 
 
 def test_run_is_resumable_and_reuses_finished_stages(tmp_path, capsys):
