@@ -63,7 +63,9 @@ def train_lewm_on_task(
 ) -> tuple[LeWMAgent, dict[str, Any], Callable[[], None]]:
     """LeWM trained on the task's training episodes (its split, exactly), ready to evaluate.
 
-    Trains in ``work_dir`` (resuming from ``work_dir/checkpoint``) unless ``work_dir/agent`` exists; the
+    Trains in ``work_dir`` (resuming from ``work_dir/checkpoint``) unless ``work_dir/agent`` exists, then plans
+    with ``plan_cfg`` (if given) rather than the planner saved with the agent, so that a preset's planner
+    change applies to an agent trained before it; the
     training wall-clock is summed over attempts (``work_dir/train_seconds.json``). The agent logs its
     planning diagnostics (``plan/*``) to ``tb_dir``, where the training curves and configs go too.
 
@@ -88,7 +90,8 @@ def train_lewm_on_task(
                        split=task.split)
         clock.add(time.perf_counter() - tic, final=result.final)
     record = clock.read()
-    agent = LeWMAgent.load(work_dir / "agent", device=device)
+    agent = LeWMAgent.load(work_dir / "agent", device=device,
+                           **({} if plan_cfg is None else dataclasses.asdict(plan_cfg)))
     writer = SummaryWriter(str(tb_dir))  # the search diagnostics of every evaluation decision: plan/*
     agent.log_to(writer)
     figures = {

@@ -51,6 +51,11 @@ def test_run_is_resumable_and_reuses_finished_stages(tmp_path, capsys):
     assert agent["metadata"]["val_episodes"] == task["held_out_episodes"], "trained on the task's own split"
     assert records["lewm"]["data_used"] > 0 and records["lewm"]["extra"]["steps"] == 8
     assert records["random"]["data_kind"] == "none" and records["random"]["budget"] == {}
+    assert main([*args, "--plan", "horizon=2", "--plan", "receding_horizon=1"]) == 0  # another planner: same agent
+    assert {p: (tmp_path / p).stat().st_mtime_ns for p in stamps} == stamps
+    replanned = json.loads((tmp_path / "cells" / "TwoRoom" / "lewm.json").read_text())
+    assert replanned["key"] != records["lewm"]["key"]
+    assert (replanned["extra"]["plan"]["horizon"], replanned["extra"]["plan"]["receding_horizon"]) == (2, 1)
     capsys.readouterr()
     assert main([*args[:6], "13", *args[7:]]) == 2  # other task settings in the same directory: refused
     err = capsys.readouterr().err
