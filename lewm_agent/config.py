@@ -600,8 +600,8 @@ def _pusht() -> Preset:
     # 2,000 episodes at 7,500 steps gave 26% (28.5 min) against 600 at 2,500 steps' 16-18% (10 min); in the
     # `tasks` table 16% against 18% before (41.5 min, each on its own pairs): no measurable gain there.
     # Planner: under the reference's success test (agent and block) the whole 5-block plan got 0-4%; planning
-    # 3 blocks ahead and replanning after every block got 16% on the study's pairs (chosen there among 8
-    # settings, 8-16%) and 12% on the `tasks` agent's validation pairs (random 4% on both; docs/pusht_diagnosis.md)
+    # 3 blocks ahead and replanning after every block got 16% on the study's pairs (tied best of 9 settings
+    # there, 2-16%) and 12% on the `tasks` agent's validation pairs (random 4% on both; docs/pusht_diagnosis.md)
     return _for_task("lewm/PushT-v1", "PushT (the reference's relative actions), 64 px", steps=7500, episodes=2000,
                      plan={"horizon": 3, "receding_horizon": 1})
 
