@@ -194,9 +194,12 @@ def _pusht() -> Study:
         env_id="lewm/PushT-v1", env_kwargs={}, preset="cpu", paper_success=0.96,
         description="PushT with the LeWM reference's relative actions (target = agent + 100 x action), expert data, "
                     "`cpu` preset (flatten readout)",
-        note="Success in these records is the block alone within 20 units and pi/9 of the goal pose (lewm-agent's "
-             "test before 2026-11-27). The reference's test, which asks for the agent's goal position too, gave the "
-             "`tasks` table's agent 4% where the block alone gave 16% (`docs/fidelity.md`, PushT, success).",
+        note="Success in the records made before 2026-11-27 (every variant but `relative-2k-h3-2500`) is the block "
+             "alone within 20 units and pi/9 of the goal pose. Since then the env applies the reference's test, "
+             "which asks for the agent's goal position too; it gave the `tasks` table's agent 4% where the block "
+             "alone gave 16% (`docs/fidelity.md`, PushT, success). `relative-2k-h3-2500` was scored with it, "
+             "with the `cpu` planner (the whole 5-block plan); planning 3 blocks ahead and replanning after every "
+             "block, it gets 18% (10-31) on the same pairs (`docs/pusht_diagnosis.md`).",
         variants=[v("absolute-h1-2500", "control", 2_500, 600, env_kwargs={"relative": False}),
                   v("relative-h1-2500", "control", 2_500, 600, also_on=("history", "data")),
                   # the reference keeps 3 frames: the block's and agent's velocities are not in one frame
