@@ -326,7 +326,7 @@ class PushTGoalEnv(GoalEnv):
         """
         first = 0 if with_agent else 2
         diff = np.asarray(state[first:4], np.float64) - np.asarray(goal_state[first:4], np.float64)
-        pos_err = float(np.sqrt(np.sum(diff * diff)))
+        pos_err = float(np.linalg.norm(diff))
         angle_err = abs(float(wrap_angle(float(state[4]) - float(goal_state[4]))))
         return pos_err, angle_err
 
