@@ -139,6 +139,13 @@ class ModelConfig:
     """Trapezoid knots on [0, sigreg_t_max] for the Epps-Pulley integral (reference: 17)."""
     sigreg_t_max: float = 3.0
     """Upper end of the integration range (reference code: 3; doubled by symmetry)."""
+    rollout_loss_steps: int = 0
+    """Extra autoregressive steps R in the training loss (0, the reference: teacher-forced one-step loss only).
+    With R > 0 a training clip holds ``history + 1 + R`` frames and the predictor also rolls out R steps past
+    the one-step prediction, feeding back its own latents as planning does; their MSE to the encoder's
+    latents joins the loss (a lewm-agent option, not in the paper)."""
+    rollout_loss_weight: float = 1.0
+    """Weight of the rollout term (mean over its R steps) against the one-step loss."""
 
     @property
     def action_block_dim(self) -> int:
@@ -147,13 +154,14 @@ class ModelConfig:
 
     @property
     def num_frames(self) -> int:
-        """Kept frames in a training clip: ``history`` inputs + 1 target step."""
-        return self.history + 1
+        """Kept frames in a training clip: ``history`` inputs + 1 target step + ``rollout_loss_steps``."""
+        return self.history + 1 + self.rollout_loss_steps
 
     def __post_init__(self) -> None:
         check_fields(self, {
             "image_size": (">=", 8), "patch_size": (">=", 1), "pred_dropout": ("range", 0.0, 1.0),
             "sigreg_lambda": (">=", 0), "sigreg_knots": (">=", 2), "sigreg_t_max": (">", 0),
+            "rollout_loss_steps": (">=", 0), "rollout_loss_weight": (">=", 0),
             **{name: (">=", 1) for name in ("enc_width", "enc_depth", "enc_heads", "enc_mlp_dim", "latent_dim",
                                             "projector_hidden", "pred_width", "pred_depth", "pred_heads",
                                             "pred_head_dim", "pred_mlp_dim", "action_dim", "frameskip", "history",

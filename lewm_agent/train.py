@@ -514,17 +514,25 @@ def train(  # noqa: C901 - one run's stages in order: data, model, resume, loop,
     val_idx = np.random.default_rng(0).permutation(len(val_clips))[:256]
 
     @torch.no_grad()
-    def validate() -> float:
+    def validate() -> dict[str, float]:
+        """Held-out one-step MSE (``val/pred_loss``, comparable whatever ``rollout_loss_steps`` is) and, with
+        R > 0, the MSE of the R rolled-out steps after it (``val/rollout_loss``)."""
         model.eval()
-        losses = []
+        h, R = model_cfg.history, model_cfg.rollout_loss_steps
+        losses: dict[str, list[float]] = {"val/pred_loss": [], **({"val/rollout_loss": []} if R else {})}
         for chunk in np.array_split(val_idx, max(1, len(val_idx) // 64)):
             batch = val_clips.get_batch(chunk)
             with autocast():
                 z = model.encode(batch["pixels"].to(device))
-                z_hat = model.predict(z[:, :-1], batch["action"].to(device))
-            losses.append(torch.nn.functional.mse_loss(z_hat.float(), z[:, 1:].float()).item())
+                a = batch["action"].to(device)
+                z_hat = model.predict(z[:, :h], a[:, :h])
+                if R:
+                    z_roll = model.rollout(z[:, :h], a[:, :h - 1], a[:, h - 1:])[:, 1:]
+                    losses["val/rollout_loss"].append(
+                        torch.nn.functional.mse_loss(z_roll.float(), z[:, h + 1:].float()).item())
+            losses["val/pred_loss"].append(torch.nn.functional.mse_loss(z_hat.float(), z[:, 1:h + 1].float()).item())
         model.train()
-        return float(np.mean(losses))
+        return {k: float(np.mean(v)) for k, v in losses.items()}
 
     final: dict[str, float] = {}
     end = train_cfg.steps if stop_at is None else min(stop_at, train_cfg.steps)
@@ -551,6 +559,7 @@ def train(  # noqa: C901 - one run's stages in order: data, model, resume, loop,
                     "train/grad_norm": float(grad_norm), "train/emb_std": embedding_std(z),
                     "train/eff_rank": effective_rank(z), "train/participation_ratio": participation_ratio(z),
                     "train/steps_per_sec": train_cfg.log_every / max(now - t_log, 1e-9),
+                    **{f"train/{k}": out[k].item() for k in ("one_step_loss", "rollout_loss") if k in out},
                 })
                 t_log = now
                 for k, v in final.items():
@@ -559,8 +568,9 @@ def train(  # noqa: C901 - one run's stages in order: data, model, resume, loop,
                 bar.set_postfix(loss=f"{final['train/loss']:.3f}", pred=f"{final['train/pred_loss']:.4f}",
                                 sig=f"{final['train/sigreg_loss']:.2f}")
             if is_main and (step % train_cfg.val_every == 0 or step == train_cfg.steps):
-                final["val/pred_loss"] = validate()
-                writer.add_scalar("val/pred_loss", final["val/pred_loss"], step)
+                for k, v in validate().items():
+                    final[k] = v
+                    writer.add_scalar(k, v, step)
             out_of_time = time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s
             if step % train_cfg.ckpt_every == 0 or step == end or out_of_time:
                 save_checkpoint()

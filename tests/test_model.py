@@ -89,6 +89,34 @@ def test_loss_terms_and_gradients():
     assert m.encoder.patch_embed.weight.grad.abs().sum() > 0  # no stop-gradient: the encoder learns
 
 
+def test_rollout_loss_scores_the_predictors_own_rollout_against_the_encoder():
+    torch.manual_seed(0)
+    base = preset("tiny").model  # history 2, no dropout: train-mode outputs are deterministic
+    m = LeWM(replace(base, rollout_loss_steps=3, rollout_loss_weight=0.5))
+    for block in m.predictor.blocks:  # live AdaLN branches, so feeding back predictions differs from teacher forcing
+        torch.nn.init.normal_(block.ada[1].weight, std=0.5)
+    h = base.history
+    assert m.cfg.num_frames == h + 1 + 3
+    px = torch.randint(0, 256, (8, m.cfg.num_frames, 32, 32, 3), dtype=torch.uint8)
+    a = torch.randn(8, m.cfg.num_frames - 1, base.action_block_dim)
+    out = m.loss(px, a)
+    with torch.no_grad():
+        z = m.encode(px)
+        one = torch.nn.functional.mse_loss(m.predict(z[:, :h], a[:, :h]), z[:, 1:h + 1])
+        roll = torch.nn.functional.mse_loss(m.rollout(z[:, :h], a[:, :h - 1], a[:, h - 1:])[:, 1:], z[:, h + 1:])
+        teacher = torch.nn.functional.mse_loss(m.predict(z[:, 2:2 + h], a[:, 2:2 + h])[:, -1], z[:, -1])
+    torch.testing.assert_close(out["one_step_loss"], one)
+    torch.testing.assert_close(out["rollout_loss"], roll)
+    assert not torch.isclose(roll, teacher)  # the last step saw predicted latents, not the encoder's
+    torch.testing.assert_close(out["pred_loss"], (one + 0.5 * roll) / 1.5)
+    out["loss"].backward()
+    assert m.predictor.input.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="rollout_loss_steps"):
+        m.loss(px[:, : h + 1], a[:, :h])
+    with pytest.raises(ValueError, match="rollout_loss_steps"):
+        replace(base, rollout_loss_steps=-1)
+
+
 def test_bad_config_is_rejected_with_the_field_name():
     with pytest.raises(ValueError, match="patch_size"):
         replace(preset("tiny").model, image_size=30).validate()

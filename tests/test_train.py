@@ -200,3 +200,18 @@ def test_every_task_preset_names_a_registered_task_and_validates():
         assert p.env_id in gym.registry and p.policy in ("expert", "random"), name
         p.model.validate(), p.plan.validate()
         assert p.model.image_size % p.model.patch_size == 0 and p.episodes >= 100
+
+
+def test_rollout_loss_training_logs_both_terms_and_keeps_the_one_step_validation(tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    p = preset("tiny")
+    model = replace(p.model, rollout_loss_steps=2)
+    result = train(tiny_data, tmp_path, model, replace(p.train, steps=6, log_every=3, val_every=3), p.plan,
+                   progress=False)
+    assert result.final["val/rollout_loss"] > 0 and result.final["val/pred_loss"] > 0
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert {"train/one_step_loss", "train/rollout_loss", "val/rollout_loss"} <= set(acc.Tags()["scalars"])
+    config, _ = read_checkpoint(tmp_path / "agent")
+    assert config["model"]["rollout_loss_steps"] == 2

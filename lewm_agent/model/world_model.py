@@ -2,7 +2,8 @@
 
 Verbs: ``encode`` (pixels -> latents), ``predict`` (one step ahead at every position, causal),
 ``rollout`` (autoregressive over a horizon of action blocks, sliding history window) and
-``loss`` (teacher-forced MSE + SIGReg on the encoder's embeddings of every frame).
+``loss`` (teacher-forced MSE, optionally + an R-step autoregressive rollout MSE, + SIGReg on the encoder's
+embeddings of every frame).
 """
 
 from __future__ import annotations
@@ -98,22 +99,36 @@ class LeWM(nn.Module):
         return self.loss(pixels, actions)
 
     def loss(self, pixels: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Teacher-forced one-step prediction loss + lambda * SIGReg.
+        """Teacher-forced one-step prediction loss (+ the rollout term) + lambda * SIGReg.
 
         Args:
-            pixels: uint8 (B, T, H, W, 3) clip of T = history + 1 kept frames.
+            pixels: uint8 (B, T, H, W, 3) clip of T = history + 1 + R kept frames (R = ``rollout_loss_steps``).
             actions: float (B, T-1, k*A) normalised action blocks between consecutive frames.
 
         Returns:
-            dict with ``loss``, ``pred_loss``, ``sigreg_loss`` (scalars) and ``z`` (B, T, D), detached.
+            dict with ``loss``, ``pred_loss`` (with R > 0 the weighted mean of ``one_step_loss`` and
+            ``rollout_loss``, also returned), ``sigreg_loss`` (scalars) and ``z`` (B, T, D), detached.
         """
+        h, R = self.cfg.history, self.cfg.rollout_loss_steps
+        if pixels.shape[1] != h + 1 + R:
+            raise ValueError(f"LeWM.loss: clips of {pixels.shape[1]} frames; this config trains on "
+                             f"history + 1 + rollout_loss_steps = {h + 1 + R}.")
         z = self.encode(pixels)  # (B, T, D)
-        z_hat = self.predict(z[:, :-1], actions)  # (B, T-1, D): prediction of z[:, 1:]
+        z_hat = self.predict(z[:, :h], actions[:, :h])  # (B, h, D): prediction of z[:, 1:h+1]
         # no stop-gradient on the target (as in the reference): SIGReg alone prevents collapse
-        pred_loss = F.mse_loss(z_hat.float(), z[:, 1:].float())
+        pred_loss = F.mse_loss(z_hat.float(), z[:, 1:h + 1].float())
+        out = {}
+        if R:
+            # roll out from the true context z[:, :h]: the first prediction is z_hat[:, -1] again; the R after it
+            # see the predictor's own latents in their window, as when planning
+            z_roll = self.rollout(z[:, :h], actions[:, :h - 1], actions[:, h - 1:])[:, 1:]  # (B, R, D)
+            rollout_loss = F.mse_loss(z_roll.float(), z[:, h + 1:].float())
+            out["one_step_loss"], out["rollout_loss"] = pred_loss.detach(), rollout_loss.detach()
+            pred_loss = (pred_loss + self.cfg.rollout_loss_weight * rollout_loss) / (1 + self.cfg.rollout_loss_weight)
         sigreg_loss = self.sigreg(z.transpose(0, 1))  # per time step over the batch
         loss = pred_loss + self.cfg.sigreg_lambda * sigreg_loss
-        return {"loss": loss, "pred_loss": pred_loss.detach(), "sigreg_loss": sigreg_loss.detach(), "z": z.detach()}
+        return {"loss": loss, "pred_loss": pred_loss.detach(), "sigreg_loss": sigreg_loss.detach(), "z": z.detach(),
+                **out}
 
     def num_params(self) -> dict[str, int]:
         """Parameter counts as the paper counts them (encoder = ViT, predictor = transformer), projectors apart."""
