@@ -219,7 +219,13 @@ def _pusht() -> Study:
                   # MLP 2048; "small", PushT 96% against "tiny" 81%) with history 3, on a GPU
                   v("relative-10k-h3-pred6-10k", "combined", 10_000, 10_000,
                     model={"history": 3, "pred_width": 192, "pred_depth": 6, "pred_heads": 16, "pred_head_dim": 64,
-                           "pred_mlp_dim": 2048}, train={"bf16": False})],
+                           "pred_mlp_dim": 2048}, train={"bf16": False}),
+                  # under the reference's test the true dynamics with the latent cost plan at 42%, the predictor's
+                  # rollout at 2%: train it on its own 2-step rollouts too (rollout_loss_steps, not in the paper),
+                  # as far ahead as the `pusht` planner looks (3 blocks)
+                  v("relative-2k-roll2-2500", "rollout-loss", 2_500, 2_000, model={"rollout_loss_steps": 2}),
+                  v("relative-2k-h3-roll2-2500", "rollout-loss", 2_500, 2_000,
+                    model={"history": 3, "rollout_loss_steps": 2})],
     )
 
 

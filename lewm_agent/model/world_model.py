@@ -119,9 +119,10 @@ class LeWM(nn.Module):
         pred_loss = F.mse_loss(z_hat.float(), z[:, 1:h + 1].float())
         out = {}
         if R:
-            # roll out from the true context z[:, :h]: the first prediction is z_hat[:, -1] again; the R after it
-            # see the predictor's own latents in their window, as when planning
-            z_roll = self.rollout(z[:, :h], actions[:, :h - 1], actions[:, h - 1:])[:, 1:]  # (B, R, D)
+            # go on from the one-step prediction of z_h: the R steps after it see the predictor's own latents in
+            # their window, as when planning (the same as rolling out R + 1 steps from z[:, :h])
+            context = torch.cat([z[:, 1:h], z_hat[:, -1:]], dim=1)  # (B, h, D)
+            z_roll = self.rollout(context, actions[:, 1:h], actions[:, h:])  # (B, R, D)
             rollout_loss = F.mse_loss(z_roll.float(), z[:, h + 1:].float())
             out["one_step_loss"], out["rollout_loss"] = pred_loss.detach(), rollout_loss.detach()
             pred_loss = (pred_loss + self.cfg.rollout_loss_weight * rollout_loss) / (1 + self.cfg.rollout_loss_weight)
