@@ -128,6 +128,19 @@ def test_cli_writes_the_table_and_the_landscape(tiny_run, tiny_data, tmp_path, c
     assert "oracle" in capsys.readouterr().out
 
 
+def test_ranking_only_evaluates_no_actor(tiny_run, tiny_data, tmp_path, capsys):
+    out = tmp_path / "rank"
+    main([str(tiny_run / "agent"), "--eval-data", str(tiny_data), "--out", str(out), "--episodes", "3",
+          "--no-landscape", "--ranking", "8", "--ranking-only", "--no-progress"])
+    result = json.loads((out / "diagnose.json").read_text())
+    assert result["results"] == [] and "pairs_oracle_only" not in result
+    assert result["ranking"]["pairs"] == 3 and result["ranking"]["samples"] == 8
+    assert "predicted~true latent" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="leaves nothing to measure"):
+        main([str(tiny_run / "agent"), "--eval-data", str(tiny_data), "--out", str(out), "--ranking", "0",
+              "--ranking-only"])
+
+
 def test_cli_bad_input_gets_a_one_line_error(tiny_data, tiny_run, tmp_path):
     with pytest.raises(SystemExit, match="error: no agent at .*lewm train"):
         main([str(tmp_path / "nope"), "--eval-data", str(tiny_data), "--out", str(tmp_path / "o")])
