@@ -199,7 +199,11 @@ def _pusht() -> Study:
              "which asks for the agent's goal position too; it gave the `tasks` table's agent 4% where the block "
              "alone gave 16% (`docs/fidelity.md`, PushT, success). `relative-2k-h3-2500` was scored with it, "
              "with the `cpu` planner (the whole 5-block plan); planning 3 blocks ahead and replanning after every "
-             "block, it gets 18% (10-31) on the same pairs (`docs/pusht_diagnosis.md`).",
+             "block, it gets 18% (10-31) on the same pairs (`docs/pusht_diagnosis.md`). The variants from "
+             "2026-11-27 on (the `rollout-loss` axis, and `relative-2k-2500` retrained as their control) use the "
+             "reference's test too; their scores with the `pusht` planner are in `docs/pusht_diagnosis.md`, \"A "
+             "rollout term in the training loss\". A machine reset removed the records of the earlier variants, "
+             "so their rows were carried over by hand, as the last report wrote them.",
         variants=[v("absolute-h1-2500", "control", 2_500, 600, env_kwargs={"relative": False}),
                   v("relative-h1-2500", "control", 2_500, 600, also_on=("history", "data")),
                   # the reference keeps 3 frames: the block's and agent's velocities are not in one frame
