@@ -202,8 +202,8 @@ def _pusht() -> Study:
              "block, it gets 18% (10-31) on the same pairs (`docs/pusht_diagnosis.md`). The variants from "
              "2026-11-27 on (the `rollout-loss` axis, and `relative-2k-2500` retrained as their control) use the "
              "reference's test too; their scores with the `pusht` planner are in `docs/pusht_diagnosis.md`, \"A "
-             "rollout term in the training loss\". A machine reset removed the records of the earlier variants, "
-             "so their rows were carried over by hand, as the last report wrote them.",
+             "rollout term in the training loss\". A machine reset removed the records of the earlier variants; "
+             "the report carries their rows over from the page.",
         variants=[v("absolute-h1-2500", "control", 2_500, 600, env_kwargs={"relative": False}),
                   v("relative-h1-2500", "control", 2_500, 600, also_on=("history", "data")),
                   # the reference keeps 3 frames: the block's and agent's velocities are not in one frame
@@ -417,6 +417,15 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def _rows_without_records(md: Path, names: set[str]) -> list[str]:
+    """The table rows of an existing report ``md`` whose variant (first cell) has no record in ``names``: a
+    report from the records on disk keeps, rather than drops, what an earlier machine measured."""
+    if not md.is_file():
+        return []
+    rows = [line for line in md.read_text().splitlines() if line.startswith("| ") and line.count("|") >= 14]
+    return [row for row in rows[1:] if row.split("|")[1].strip() not in names]  # rows[0]: the header
+
+
 def write_report(study_name: str, root: Path, docs: Path) -> Path:
     """``docs/scaling.md`` (a table per axis) and ``docs/assets/scaling_<study>.png`` from the records."""
     import matplotlib
@@ -513,8 +522,15 @@ def write_report(study_name: str, root: Path, docs: Path) -> Path:
             f"{100 * r['random_success_rate']:.0f}% | {r['probe_r']:.3f} | {r['local_rank_corr']:.2f} / "
             f"{r['distance_rank_corr']:.2f} | {_collapse(r)} | {_closest_failure(r)} | "
             f"{_fmt_time(r['train_seconds'])} | {r['device']} |")
-    table = "\n".join(lines)
     md = docs / f"scaling_{study_name}.md"
+    carried = _rows_without_records(md, {r["variant"] for r in records})
+    lines[2:2] = carried
+    table = "\n".join(lines)
+    if carried:
+        table += ("\n\nRows carried over from the page's previous version (their records are not under "
+                  f"`results/scaling/{study_name}/records/`): "
+                  + ", ".join(f"`{row.split('|')[1].strip()}`" for row in carried)
+                  + ". The plot shows only the variants with records.")
     atomic_write_text(md,
         f"# Scaling study `{study_name}`\n\n{study.description}.\n\n" + (f"{study.note}\n\n" if study.note else "") +
         f"Produced by `python experiments/scaling.py --study {study_name}` (records under "

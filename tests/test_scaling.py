@@ -25,6 +25,12 @@ def test_smoke_study_runs_resumes_and_reports(tmp_path):
     assert main(["--study", "smoke", "--root", str(root), "--report", "--docs", str(docs)]) == 0
     md = (docs / "scaling_smoke.md").read_text()
     assert "| steps-10 | 10 |" in md and (docs / "assets" / "scaling_smoke.png").stat().st_size > 10_000
+    # a record lost (another machine, a reset): its row stays, marked as carried over; the others are redrawn
+    (root / "records" / "data-16.json").unlink()
+    row = next(line for line in md.splitlines() if line.startswith("| data-16 |"))
+    assert main(["--study", "smoke", "--root", str(root), "--report", "--docs", str(docs)]) == 0
+    md2 = (docs / "scaling_smoke.md").read_text()
+    assert row in md2 and "carried over" in md2 and md2.count("| steps-10 | 10 |") == 1
 
 
 def test_bad_arguments_are_refused_before_any_work(tmp_path):
