@@ -518,19 +518,14 @@ def train(  # noqa: C901 - one run's stages in order: data, model, resume, loop,
         """Held-out one-step MSE (``val/pred_loss``, comparable whatever ``rollout_loss_steps`` is) and, with
         R > 0, the MSE of the R rolled-out steps after it (``val/rollout_loss``)."""
         model.eval()
-        h, R = model_cfg.history, model_cfg.rollout_loss_steps
-        losses: dict[str, list[float]] = {"val/pred_loss": [], **({"val/rollout_loss": []} if R else {})}
+        names = {"one_step_loss": "val/pred_loss", "rollout_loss": "val/rollout_loss"}
+        losses: dict[str, list[float]] = {}
         for chunk in np.array_split(val_idx, max(1, len(val_idx) // 64)):
             batch = val_clips.get_batch(chunk)
             with autocast():
                 z = model.encode(batch["pixels"].to(device))
-                a = batch["action"].to(device)
-                z_hat = model.predict(z[:, :h], a[:, :h])
-                if R:
-                    z_roll = model.rollout(z[:, :h], a[:, :h - 1], a[:, h - 1:])[:, 1:]
-                    losses["val/rollout_loss"].append(
-                        torch.nn.functional.mse_loss(z_roll.float(), z[:, h + 1:].float()).item())
-            losses["val/pred_loss"].append(torch.nn.functional.mse_loss(z_hat.float(), z[:, 1:h + 1].float()).item())
+                for k, v in model.prediction_errors(z, batch["action"].to(device)).items():
+                    losses.setdefault(names[k], []).append(v.item())
         model.train()
         return {k: float(np.mean(v)) for k, v in losses.items()}
 

@@ -114,22 +114,34 @@ class LeWM(nn.Module):
             raise ValueError(f"LeWM.loss: clips of {pixels.shape[1]} frames; this config trains on "
                              f"history + 1 + rollout_loss_steps = {h + 1 + R}.")
         z = self.encode(pixels)  # (B, T, D)
-        z_hat = self.predict(z[:, :h], actions[:, :h])  # (B, h, D): prediction of z[:, 1:h+1]
-        # no stop-gradient on the target (as in the reference): SIGReg alone prevents collapse
-        pred_loss = F.mse_loss(z_hat.float(), z[:, 1:h + 1].float())
-        out = {}
+        errors = self.prediction_errors(z, actions)
+        pred_loss, out = errors["one_step_loss"], {}
         if R:
-            # go on from the one-step prediction of z_h: the R steps after it see the predictor's own latents in
-            # their window, as when planning (the same as rolling out R + 1 steps from z[:, :h])
-            context = torch.cat([z[:, 1:h], z_hat[:, -1:]], dim=1)  # (B, h, D)
-            z_roll = self.rollout(context, actions[:, 1:h], actions[:, h:])  # (B, R, D)
-            rollout_loss = F.mse_loss(z_roll.float(), z[:, h + 1:].float())
-            out["one_step_loss"], out["rollout_loss"] = pred_loss.detach(), rollout_loss.detach()
-            pred_loss = (pred_loss + self.cfg.rollout_loss_weight * rollout_loss) / (1 + self.cfg.rollout_loss_weight)
+            w = self.cfg.rollout_loss_weight
+            pred_loss = (pred_loss + w * errors["rollout_loss"]) / (1 + w)
+            out = {k: v.detach() for k, v in errors.items()}
         sigreg_loss = self.sigreg(z.transpose(0, 1))  # per time step over the batch
         loss = pred_loss + self.cfg.sigreg_lambda * sigreg_loss
         return {"loss": loss, "pred_loss": pred_loss.detach(), "sigreg_loss": sigreg_loss.detach(), "z": z.detach(),
                 **out}
+
+    def prediction_errors(self, z: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The prediction terms of :meth:`loss` on latents ``z`` (B, h + 1 + R, D) of a clip.
+
+        Returns ``one_step_loss`` (teacher-forced MSE of z[:, 1:h+1]) and, with R = ``rollout_loss_steps`` > 0,
+        ``rollout_loss``: the MSE of the R steps the predictor rolls out after its one-step prediction of z_h,
+        each window holding its own predicted latents, as when planning. No stop-gradient on the targets (as in
+        the reference): SIGReg alone prevents collapse.
+        """
+        h, R = self.cfg.history, self.cfg.rollout_loss_steps
+        z_hat = self.predict(z[:, :h], actions[:, :h])  # (B, h, D): prediction of z[:, 1:h+1]
+        out = {"one_step_loss": F.mse_loss(z_hat.float(), z[:, 1:h + 1].float())}
+        if R:
+            # go on from the one-step prediction of z_h (the same as rolling out R + 1 steps from z[:, :h])
+            context = torch.cat([z[:, 1:h], z_hat[:, -1:]], dim=1)  # (B, h, D)
+            z_roll = self.rollout(context, actions[:, 1:h], actions[:, h:])  # (B, R, D)
+            out["rollout_loss"] = F.mse_loss(z_roll.float(), z[:, h + 1:].float())
+        return out
 
     def num_params(self) -> dict[str, int]:
         """Parameter counts as the paper counts them (encoder = ViT, predictor = transformer), projectors apart."""
