@@ -233,7 +233,17 @@ def _pusht() -> Study:
                   # the rollout term doubled history 1's success at 2,500 steps (6% -> 12%, within noise) and
                   # raised its ranking (0.27 -> 0.35): as far ahead as the ranking's 5 blocks, and the preset's steps
                   v("relative-2k-roll4-2500", "rollout-loss", 2_500, 2_000, model={"rollout_loss_steps": 4}),
-                  v("relative-2k-roll2-7500", "rollout-loss", 7_500, 2_000, model={"rollout_loss_steps": 2})],
+                  v("relative-2k-roll2-7500", "rollout-loss", 7_500, 2_000, model={"rollout_loss_steps": 2}),
+                  # with the `pusht` planner history 3 at 2,500 steps (18%) and history 1 at 7,500 (16%) are the
+                  # best plain-loss figures: both at once, inside the 90-minute budget of a task preset
+                  v("relative-2k-h3-7500", "combined", 7_500, 2_000, model={"history": 3}),
+                  # the planner scores candidates far from the expert's narrow actions (target noise 6 units of a
+                  # 100-unit action scale, 2% excursions); on Reacher broad (random) data doubled success. A broader
+                  # expert: noise 25 units, an excursion to a random waypoint started on 10% of steps
+                  v("relative-2k-broad-2500", "data", 2_500, 2_000,
+                    policy_kwargs={"noise_std": 25.0, "random_prob": 0.1}),
+                  v("relative-2k-broad-7500", "data", 7_500, 2_000,
+                    policy_kwargs={"noise_std": 25.0, "random_prob": 0.1})],
     )
 
 
