@@ -106,6 +106,9 @@ class Study:
 REFERENCE_COLLECTOR = {"noise_std": 2.0, "repeat_prob": 0.0, "speed": 1.0}
 """The reference's TwoRoom collector (stable-worldmodel's expert with action noise 2.0, no repeats, unit
 action toward the target), in our expert's terms."""
+BROAD_PUSHT_COLLECTOR = {"noise_std": 25.0, "random_prob": 0.1}
+"""PushT's expert made broader: target noise 25 world units (default 6) and a random-waypoint excursion
+started on 10% of steps (default 2%)."""
 
 
 SINCOS = {"enc_pos_embed": "sincos"}
@@ -239,11 +242,9 @@ def _pusht() -> Study:
                   v("relative-2k-h3-7500", "combined", 7_500, 2_000, model={"history": 3}),
                   # the planner scores candidates far from the expert's narrow actions (target noise 6 units of a
                   # 100-unit action scale, 2% excursions); on Reacher broad (random) data doubled success. A broader
-                  # expert: noise 25 units, an excursion to a random waypoint started on 10% of steps
-                  v("relative-2k-broad-2500", "data", 2_500, 2_000,
-                    policy_kwargs={"noise_std": 25.0, "random_prob": 0.1}),
-                  v("relative-2k-broad-7500", "data", 7_500, 2_000,
-                    policy_kwargs={"noise_std": 25.0, "random_prob": 0.1})],
+                  # expert (BROAD_PUSHT_COLLECTOR)
+                  v("relative-2k-broad-2500", "data", 2_500, 2_000, policy_kwargs=BROAD_PUSHT_COLLECTOR),
+                  v("relative-2k-broad-7500", "data", 7_500, 2_000, policy_kwargs=BROAD_PUSHT_COLLECTOR)],
     )
 
 
