@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["linear_probe", "rank_correlation", "probe_agent"]
+__all__ = ["linear_probe", "linear_probe_predict", "rank_correlation", "probe_agent"]
+
+
+def linear_probe_predict(z_train: np.ndarray, s_train: np.ndarray, z_test: np.ndarray) -> np.ndarray:
+    """Least-squares affine map latents (N, D) -> states (N, S) fitted on the train set; its predictions
+    of the test latents (M, D), (M, S) in the states' units."""
+    X = np.c_[z_train, np.ones(len(z_train))]
+    w, *_ = np.linalg.lstsq(X, s_train, rcond=None)
+    return np.c_[z_test, np.ones(len(z_test))] @ w
 
 
 def linear_probe(z_train: np.ndarray, s_train: np.ndarray, z_test: np.ndarray, s_test: np.ndarray) -> np.ndarray:
     """Least-squares affine map latents (N, D) -> states (N, S); Pearson r per state dim on the test set, (S,)."""
-    X = np.c_[z_train, np.ones(len(z_train))]
-    w, *_ = np.linalg.lstsq(X, s_train, rcond=None)
-    pred = np.c_[z_test, np.ones(len(z_test))] @ w
+    pred = linear_probe_predict(z_train, s_train, z_test)
     return np.array([np.corrcoef(pred[:, k], s_test[:, k])[0, 1] for k in range(s_test.shape[1])])
 
 
@@ -31,7 +37,9 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     """Probe a LeWMAgent's encoder on frames of the given episodes (their ``state`` column).
 
     Returns ``probe_r`` (mean Pearson r over state dims, fitted on 2/3 of the frames, tested on
-    the rest), ``probe_r_per_dim``, ``distance_rank_corr`` (Spearman between squared latent
+    the rest), ``probe_r_per_dim``, ``probe_rmse_per_dim`` (the probe's root-mean-square error per
+    state dim on the test frames, in the state's own units: how finely the latents place what a
+    success test measures, e.g. metres for a cube), ``distance_rank_corr``  (Spearman between squared latent
     distance and physical-state distance over random frame pairs) and ``local_rank_corr`` (the
     same over pairs of frames of one episode at most ``local_offset`` rows apart: the distances a
     planner meets when the goal is ``local_offset`` steps ahead).
@@ -51,7 +59,9 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     z = encode(rows)
     s = episodes.state[rows]
     split = 2 * len(rows) // 3
-    r = linear_probe(z[:split], s[:split], z[split:], s[split:])
+    pred = linear_probe_predict(z[:split], s[:split], z[split:])
+    r = np.array([np.corrcoef(pred[:, k], s[split:, k])[0, 1] for k in range(s.shape[1])])
+    rmse = np.sqrt(((pred - s[split:]) ** 2).mean(0))
     i, j = rng.integers(0, len(rows), 4000), rng.integers(0, len(rows), 4000)
     dz = ((z[i] - z[j]) ** 2).sum(1)
     ds = np.linalg.norm(s[i] - s[j], axis=1)
@@ -65,5 +75,6 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     a = episodes.ep_offset[ep] + (rng.random(len(ep)) * (n - k)).astype(np.int64)
     za, zb = encode(a), encode(a + k)
     local = rank_correlation(((za - zb) ** 2).sum(1), np.linalg.norm(episodes.state[a] - episodes.state[a + k], axis=1))
-    return {"probe_r": float(r.mean()), "probe_r_per_dim": r.tolist(), "distance_rank_corr": rank_correlation(dz, ds),
+    return {"probe_r": float(r.mean()), "probe_r_per_dim": r.tolist(), "probe_rmse_per_dim": rmse.tolist(),
+            "distance_rank_corr": rank_correlation(dz, ds),
             "local_rank_corr": local}

@@ -233,7 +233,8 @@ def cmd_probe(args) -> None:
     episodes, ids, _ = held_out_episodes(agent, args.data)
     result = probe_agent(agent, episodes, ids)
     print(f"linear probe of the state from the latents: r = {result['probe_r']:.3f} "
-          f"(per dim {', '.join(f'{r:.3f}' for r in result['probe_r_per_dim'])}); "
+          f"(per dim {', '.join(f'{r:.3f}' for r in result['probe_r_per_dim'])}; RMSE per dim in the state's "
+          f"units {', '.join(f'{e:.4g}' for e in result['probe_rmse_per_dim'])}); "
           f"rank correlation of latent vs state distance: {result['distance_rank_corr']:.3f} (all pairs), "
           f"{result['local_rank_corr']:.3f} (frames <= 25 steps apart)")
 

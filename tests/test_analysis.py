@@ -46,11 +46,15 @@ def test_probe_agent_reads_only_held_out_episodes_and_recovers_a_linear_code(tin
     out = probe_agent(agent, by_row, held_out, num_frames=60)
     assert set(agent.rows) <= set(episodes.rows(held_out).tolist())  # no frame of another episode
     assert len(out["probe_r_per_dim"]) == 2 and out["probe_r"] > 0.999
+    assert np.all(np.array(out["probe_rmse_per_dim"]) < 1e-6 * np.abs(episodes.state).max())  # exact code
     # squared latent distance = squared state distance: the rankings agree exactly
     assert out["distance_rank_corr"] > 0.999 and out["local_rank_corr"] > 0.999
     noise = _StateCode(np.random.default_rng(2).normal(size=episodes.state.shape))  # a code of something else
     out = probe_agent(noise, by_row, held_out, num_frames=60)
     assert out["probe_r"] < 0.5 and out["distance_rank_corr"] < 0.5
+    # no code of the state: the error is about the state's own spread, in its units
+    spread = episodes.state[episodes.rows(held_out)].std(0)
+    assert np.all(np.array(out["probe_rmse_per_dim"]) > 0.5 * spread)
 
 
 def test_probe_agent_runs_on_a_trained_agent(tiny_run):

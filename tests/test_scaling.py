@@ -25,12 +25,20 @@ def test_smoke_study_runs_resumes_and_reports(tmp_path):
     assert main(["--study", "smoke", "--root", str(root), "--report", "--docs", str(docs)]) == 0
     md = (docs / "scaling_smoke.md").read_text()
     assert "| steps-10 | 10 |" in md and (docs / "assets" / "scaling_smoke.png").stat().st_size > 10_000
-    # a record lost (another machine, a reset): its row stays, marked as carried over; the others are redrawn
-    (root / "records" / "data-16.json").unlink()
+    # the report keeps a copy of every record beside the page: a reset of results/ loses no row or point
+    archive = docs / "records" / "scaling_smoke"
+    assert {p.stem for p in archive.glob("*.json")} == set(records)
+    assert json.loads((archive / "data-16.json").read_text()) == records["data-16"]
     row = next(line for line in md.splitlines() if line.startswith("| data-16 |"))
+    (root / "records" / "data-16.json").unlink()
     assert main(["--study", "smoke", "--root", str(root), "--report", "--docs", str(docs)]) == 0
     md2 = (docs / "scaling_smoke.md").read_text()
-    assert row in md2 and "carried over" in md2 and md2.count("| steps-10 | 10 |") == 1
+    assert row in md2 and "carried over" not in md2
+    # a record lost everywhere (a page from before the copies): its row stays, marked as carried over
+    (archive / "data-16.json").unlink()
+    assert main(["--study", "smoke", "--root", str(root), "--report", "--docs", str(docs)]) == 0
+    md3 = (docs / "scaling_smoke.md").read_text()
+    assert row in md3 and "carried over" in md3 and md3.count("| steps-10 | 10 |") == 1
 
 
 def test_bad_arguments_are_refused_before_any_work(tmp_path):
