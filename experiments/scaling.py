@@ -270,7 +270,9 @@ def _cube() -> Study:
                   v("data-1500-5k", "data", 5_000, 1_500),
                   # the cube is about 5 x 5 px at 64 px, inside one 16-px patch; the latent policy on the
                   # preset's latents got 8% where GCBC's own pixel encoder got 32%: 8-px patches (64 tokens)
-                  v("patch8-300", "image", 2_500, 300, 64, 8)],
+                  v("patch8-300", "image", 2_500, 300, 64, 8),
+                  # the reference keeps 3 frames on cube (fidelity audit: our only action-side deviation there)
+                  v("history3-300", "history", 2_500, 300, model={"history": 3})],
     )
 
 
