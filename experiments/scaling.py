@@ -264,8 +264,7 @@ def _cube() -> Study:
              "results/scaling/cube/data/OGBench-cube-single-v0-eval-100ep-64px.h5`, state dims 15-17 counted from "
              "1, measured 2026-12-07): a linear probe of the cube's (x, y, z) gets r = 0.95, 0.98, 0.95 from "
              "`base-300` and 0.96, 0.99, 0.96 from `patch8-300`, with RMSE 2.4, 3.4, 2.0 cm and 2.2, 2.7, 1.8 cm: "
-             "4.6 and 3.9 cm "
-             "of position error, against the task's 4 cm tolerance.",
+             "4.6 and 3.9 cm of position error, against the task's 4 cm tolerance.",
         variants=[v("base-300", "data", 2_500, 300),  # the `cube` preset's data and steps
                   v("data-1500-5k", "data", 5_000, 1_500),
                   # the cube is about 5 x 5 px at 64 px, inside one 16-px patch; the latent policy on the

@@ -20,10 +20,14 @@ def linear_probe_predict(z_train: np.ndarray, s_train: np.ndarray, z_test: np.nd
     return np.c_[z_test, np.ones(len(z_test))] @ w
 
 
+def _pearson_per_dim(pred: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Pearson r of each column of ``pred`` (M, S) with the same column of ``s`` (M, S), (S,)."""
+    return np.array([np.corrcoef(pred[:, k], s[:, k])[0, 1] for k in range(s.shape[1])])
+
+
 def linear_probe(z_train: np.ndarray, s_train: np.ndarray, z_test: np.ndarray, s_test: np.ndarray) -> np.ndarray:
     """Least-squares affine map latents (N, D) -> states (N, S); Pearson r per state dim on the test set, (S,)."""
-    pred = linear_probe_predict(z_train, s_train, z_test)
-    return np.array([np.corrcoef(pred[:, k], s_test[:, k])[0, 1] for k in range(s_test.shape[1])])
+    return _pearson_per_dim(linear_probe_predict(z_train, s_train, z_test), s_test)
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -39,7 +43,7 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     Returns ``probe_r`` (mean Pearson r over state dims, fitted on 2/3 of the frames, tested on
     the rest), ``probe_r_per_dim``, ``probe_rmse_per_dim`` (the probe's root-mean-square error per
     state dim on the test frames, in the state's own units: how finely the latents place what a
-    success test measures, e.g. metres for a cube), ``distance_rank_corr``  (Spearman between squared latent
+    success test measures, e.g. metres for a cube), ``distance_rank_corr`` (Spearman between squared latent
     distance and physical-state distance over random frame pairs) and ``local_rank_corr`` (the
     same over pairs of frames of one episode at most ``local_offset`` rows apart: the distances a
     planner meets when the goal is ``local_offset`` steps ahead).
@@ -60,7 +64,7 @@ def probe_agent(agent, episodes, episode_ids: np.ndarray, num_frames: int = 2000
     s = episodes.state[rows]
     split = 2 * len(rows) // 3
     pred = linear_probe_predict(z[:split], s[:split], z[split:])
-    r = np.array([np.corrcoef(pred[:, k], s[split:, k])[0, 1] for k in range(s.shape[1])])
+    r = _pearson_per_dim(pred, s[split:])
     rmse = np.sqrt(((pred - s[split:]) ** 2).mean(0))
     i, j = rng.integers(0, len(rows), 4000), rng.integers(0, len(rows), 4000)
     dz = ((z[i] - z[j]) ** 2).sum(1)
