@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from experiments.baselines import BUDGETS, METHODS, Task, check_budget  # noqa: E402
+from experiments.baselines import BUDGETS, METHODS, Task, check_budget, resolved_budget  # noqa: E402
 from experiments.baselines.dreamer import BUDGETS as DREAMER_BUDGETS  # noqa: E402
 from experiments.cells import cell_path, execute_cell, load_cell  # noqa: E402
 from experiments.report import find_block, markdown_table, task_table, update_block, write_reports  # noqa: E402
@@ -314,7 +314,7 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True,
             tasks[short] = prepare_task(short, spec, cfg, run_dir, progress)
         task = tasks[short]
         budget = cfg.budget(spec, method)
-        key = run_key(task, method, budget)
+        key = run_key(task, method, budget, resolved_budget(method, budget))
         path = cell_path(run_dir, short, method)
         old = load_cell(path)
         if old is not None and old.get("status") == "ok" and old.get("key") == key:

@@ -252,10 +252,18 @@ def record_path(run_dir: str | os.PathLike, task: str, method: str) -> Path:
     return Path(run_dir) / "cells" / task / f"{method}.json"
 
 
-def run_key(task: Task, method: str, budget: dict[str, Any]) -> str:
-    """Hash of everything that decides a run's result: the task (env, data, split, pairs), method and budget."""
-    blob = json.dumps({"task": task.to_dict() | {"pairs": str(task.pairs_path)}, "method": method, "budget": budget},
-                      sort_keys=True, default=str)
+def run_key(task: Task, method: str, budget: dict[str, Any], resolved: dict[str, Any] | None = None) -> str:
+    """Hash of everything that decides a run's result: the task (env, data, split, pairs), method and budget.
+
+    ``resolved``: what names in ``budget`` stand for at this moment (a comparison passes a LeWM preset's
+    configs for its ``preset`` name), so that a preset changed between two calls changes the key; None
+    (the default, and the key of every method whose budget holds only values) leaves the key as before.
+    """
+    content: dict[str, Any] = {"task": task.to_dict() | {"pairs": str(task.pairs_path)}, "method": method,
+                               "budget": budget}
+    if resolved is not None:
+        content["resolved"] = resolved
+    blob = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

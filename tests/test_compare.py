@@ -247,6 +247,34 @@ def test_a_plugin_method_joins_the_same_comparison(smoke):
     assert cell["pairs_fingerprint"] == pairs_fingerprint(load_pairs(Path(task["pairs_path"])))
 
 
+def test_a_changed_lewm_preset_runs_its_cells_again_and_no_other(smoke, monkeypatch, capsys):
+    """A cell names its LeWM preset; when that preset's configs change, its finished cell is stale."""
+    from lewm_agent import config
+
+    run_dir, _, _ = smoke
+    cells = run_dir / "cells" / "TwoRoom"
+    before = {m: json.loads((cells / f"{m}.json").read_text())["key"] for m in ("random", "lewm")}
+    args = ["--preset", "smoke", "--results", str(run_dir.parent), "--no-progress", "--methods", "random,lewm"]
+    capsys.readouterr()
+    assert compare.main(args) == 0
+    out = capsys.readouterr().out
+    assert "random: done before" in out and "lewm: done before" in out, "an unchanged preset reuses the cell"
+    tiny = config.PRESETS["tiny"]
+
+    def changed_tiny():
+        p = tiny()
+        p.plan = config.replace(p.plan, samples=p.plan.samples + 1)
+        return p
+
+    monkeypatch.setitem(config.PRESETS, "tiny", changed_tiny)
+    assert compare.main(args) == 0
+    out = capsys.readouterr().out
+    assert "random: done before" in out and "lewm: done before" not in out
+    after = {m: json.loads((cells / f"{m}.json").read_text()) for m in ("random", "lewm")}
+    assert after["random"]["key"] == before["random"] and after["lewm"]["key"] != before["lewm"]
+    assert after["lewm"]["status"] == "ok"
+
+
 @pytest.mark.parametrize("name", compare.PRESETS)
 def test_every_preset_budget_is_accepted_by_its_method(name):
     """`full` cannot run here (it needs a GPU and hours): at least every budget field it sets must exist and

@@ -14,9 +14,9 @@ from typing import Callable
 from .base import (CellContext, Method, MethodUnavailable, PredictorActor, Task, Trained, UntrustedCheckpoint,
                    budget_from, load_pairs, pairs_fingerprint, require_trusted, save_pairs, trust_checkpoint)
 
-__all__ = ["METHODS", "BUDGETS", "register", "check_budget", "get_method", "Task", "CellContext", "Trained", "Method",
-           "PredictorActor", "MethodUnavailable", "UntrustedCheckpoint", "trust_checkpoint", "require_trusted",
-           "budget_from", "load_pairs", "save_pairs", "pairs_fingerprint"]
+__all__ = ["METHODS", "BUDGETS", "register", "check_budget", "resolved_budget", "get_method", "Task", "CellContext",
+           "Trained", "Method", "PredictorActor", "MethodUnavailable", "UntrustedCheckpoint", "trust_checkpoint",
+           "require_trusted", "budget_from", "load_pairs", "save_pairs", "pairs_fingerprint"]
 
 METHODS: dict[str, Method] = {}
 BUDGETS: dict[str, type] = {}
@@ -49,6 +49,18 @@ def check_budget(method: str, budget: dict) -> None:
             budget_from(BUDGETS[method], budget)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{method} budget: {e}") from None
+
+
+def resolved_budget(method: str, budget: dict) -> dict | None:
+    """What ``budget``'s names stand for now, where ``method``'s budget class says so with a ``resolved()``
+    method (LeWM: its preset's model / train / plan configs); None for every other method.
+
+    A comparison hashes it into each cell's key (:func:`lewm_agent.experiment.run_key`), so that a cell made
+    under an earlier version of a named preset is run again instead of being reported as done."""
+    cls = BUDGETS.get(method)
+    if cls is None or not callable(getattr(cls, "resolved", None)):
+        return None
+    return budget_from(cls, budget).resolved()
 
 
 def get_method(name: str) -> Method:

@@ -7,7 +7,7 @@ SIGReg's weight set to 0, the ablation whose embeddings are expected to collapse
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import register
@@ -34,6 +34,14 @@ class Budget:
 
         check_fields(self, {"preset": ("in", sorted(PRESETS)), "steps": (">=", 0), "batch_size": (">=", 0),
                             "patch_size": (">=", 0)})
+
+    def resolved(self) -> dict[str, Any]:
+        """The configs the preset's name stands for now (model, train, plan, as dicts): part of a comparison
+        cell's key, so that a cell trained under an earlier version of the preset is not reused."""
+        from lewm_agent.config import preset
+
+        p = preset(self.preset)
+        return {"model": asdict(p.model), "train": asdict(p.train), "plan": asdict(p.plan)}
 
 
 def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: bool = True) -> Trained:
