@@ -184,6 +184,13 @@ def cmd_train(args) -> None:
                   f"continue with --resume")
         else:
             print(f"trained {result.steps} steps in {result.seconds:.0f}s; agent at {result.agent_dir}")
+            if p.latent_policy is not None:  # the preset plans from a latent policy's proposal: train it too
+                from .policy import fit_policy, has_policy
+
+                if not has_policy(result.agent_dir):
+                    m = fit_policy(result.agent_dir, p.latent_policy, device=tr.device)
+                    print(f"latent policy of preset {args.preset!r} trained in {m['seconds']:.0f}s, saved with "
+                          "the agent")
 
 
 def cmd_eval(args) -> None:

@@ -22,11 +22,12 @@ import numpy as np
 
 from .agent import LeWMAgent
 from .checkpoint import recover_checkpoint
-from .config import ModelConfig, PlanConfig, Preset, TrainConfig, replace
+from .config import ModelConfig, PlanConfig, PolicyConfig, Preset, TrainConfig, replace
 from .data import Episodes, load_episodes
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
 from .experiment import RunRecord, Task, TrainClock, evaluate_on_task, prepare_task, record_path, run_key, task_name
 from .files import atomic_write_json, file_fingerprint
+from .policy import fit_policy, has_policy
 
 __all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline", "train_lewm_on_task"]
 
@@ -57,6 +58,7 @@ def train_lewm_on_task(
     train_cfg: TrainConfig,
     plan_cfg: PlanConfig | None = None,
     *,
+    policy_cfg: PolicyConfig | None = None,
     tb_dir: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool = True,
@@ -65,9 +67,10 @@ def train_lewm_on_task(
 
     Trains in ``work_dir`` (resuming from ``work_dir/checkpoint``) unless ``work_dir/agent`` exists, then plans
     with ``plan_cfg`` (if given) rather than the planner saved with the agent, so that a preset's planner
-    change applies to an agent trained before it; the
-    training wall-clock is summed over attempts (``work_dir/train_seconds.json``). The agent logs its
-    planning diagnostics (``plan/*``) to ``tb_dir``, where the training curves and configs go too.
+    change applies to an agent trained before it. With ``policy_cfg`` a latent policy is then trained on the same
+    training episodes (:func:`~lewm_agent.policy.fit_policy`) and saved with the agent, unless it has one. The
+    training wall-clock (world model and policy) is summed over attempts (``work_dir/train_seconds.json``). The
+    agent logs its planning diagnostics (``plan/*``) to ``tb_dir``, where the training curves and configs go too.
 
     Returns ``(agent, figures, close)``: ``figures`` are :func:`~lewm_agent.experiment.evaluate_on_task`'s
     keyword arguments ``data_used``, ``data_kind``, ``train_seconds``, ``params`` and ``extra`` (parameter
@@ -89,6 +92,10 @@ def train_lewm_on_task(
                        resume=(work_dir / "checkpoint" / "config.json").exists(), progress=progress, tb_dir=tb_dir,
                        split=task.split)
         clock.add(time.perf_counter() - tic, final=result.final)
+    if policy_cfg is not None and not has_policy(work_dir / "agent"):
+        tic = time.perf_counter()
+        fit_policy(work_dir / "agent", policy_cfg, device=device, progress=progress)
+        clock.add(time.perf_counter() - tic)
     record = clock.read()
     agent = LeWMAgent.load(work_dir / "agent", device=device,
                            **({} if plan_cfg is None else dataclasses.asdict(plan_cfg)))
@@ -99,7 +106,8 @@ def train_lewm_on_task(
         "train_seconds": float(record.get("seconds", 0.0)), "params": sum(p.numel() for p in agent.model.parameters()),
         "extra": {"param_breakdown": agent.model.num_params(), "steps": train_cfg.steps,
                   "batch_size": train_cfg.batch_size, "sigreg_lambda": model_cfg.sigreg_lambda,
-                  "final": record.get("final", {}), "plan": dataclasses.asdict(agent.plan_cfg)},
+                  "final": record.get("final", {}), "plan": dataclasses.asdict(agent.plan_cfg),
+                  "policy_training": agent.metadata.get("policy_training")},
     }
     return agent, figures, writer.close
 
@@ -242,11 +250,14 @@ def run_pipeline(
 
     budget = {"model": dataclasses.asdict(preset.model), "train": dataclasses.asdict(train_cfg),
               "plan": dataclasses.asdict(plan)}
+    if preset.latent_policy is not None:
+        budget["latent_policy"] = dataclasses.asdict(preset.latent_policy)
     record = RunRecord.begin(task.name, task.env_id, "lewm", run_key(task, "lewm", budget), budget)
     tic = time.perf_counter()
     tb = out_dir / "tb" / name / "lewm"
-    agent, figures, close = train_lewm_on_task(task, out_dir, preset.model, train_cfg, plan, tb_dir=tb,
-                                               device=train_cfg.device, progress=progress)
+    agent, figures, close = train_lewm_on_task(task, out_dir, preset.model, train_cfg, plan,
+                                               policy_cfg=preset.latent_policy, tb_dir=tb, device=train_cfg.device,
+                                               progress=progress)
     try:
         evaluate_on_task(task, record, agent, **figures, video_episodes=video_episodes, tb_dir=tb, **where)
     finally:

@@ -39,7 +39,7 @@ from .config import PolicyConfig
 from .data import Episodes
 from .precision import autocast
 
-__all__ = ["PolicyConfig", "LatentPolicy", "train_policy", "fit_policy", "policy_samples"]
+__all__ = ["PolicyConfig", "LatentPolicy", "train_policy", "fit_policy", "has_policy", "policy_samples"]
 
 
 # --------------------------------------------------------------------------- the network
@@ -381,6 +381,14 @@ def train_policy(
 
 
 # --------------------------------------------------------------------------- agent directories
+def has_policy(agent_dir: str | os.PathLike) -> bool:
+    """Whether the saved agent at ``agent_dir`` holds a latent policy (its ``config.json`` names one)."""
+    import json
+
+    path = Path(agent_dir) / "config.json"
+    return path.is_file() and bool(json.loads(path.read_text()).get("policy"))
+
+
 def fit_policy(
     agent_dir: str | os.PathLike,
     cfg: PolicyConfig | None = None,

@@ -247,7 +247,7 @@ def test_a_plugin_method_joins_the_same_comparison(smoke):
     assert cell["pairs_fingerprint"] == pairs_fingerprint(load_pairs(Path(task["pairs_path"])))
 
 
-def test_a_changed_lewm_preset_runs_its_cells_again_and_no_other(smoke, monkeypatch, capsys):
+def test_a_changed_lewm_preset_runs_its_cells_again_and_no_other(smoke, monkeypatch, capsys, tmp_path):
     """A cell names its LeWM preset; when that preset's configs change, its finished cell is stale."""
     from lewm_agent import config
 
@@ -273,6 +273,25 @@ def test_a_changed_lewm_preset_runs_its_cells_again_and_no_other(smoke, monkeypa
     after = {m: json.loads((cells / f"{m}.json").read_text()) for m in ("random", "lewm")}
     assert after["random"]["key"] == before["random"] and after["lewm"]["key"] != before["lewm"]
     assert after["lewm"]["status"] == "ok"
+    assert after["lewm"]["extra"]["policy_training"] is None, "a preset without a latent policy trains none"
+
+    # a preset that plans from a latent policy's proposal trains one with the model. Cells run in spawned
+    # processes, so the changed preset comes as a plugin module, imported there too (sys.path is inherited)
+    plugin = tmp_path / "tiny_with_latent_policy.py"
+    plugin.write_text("from lewm_agent import config\n"
+                      "_tiny = config.PRESETS['tiny']\n"
+                      "def _with_policy():\n"
+                      "    p = _tiny()\n"
+                      "    p.latent_policy = config.PolicyConfig(steps=5, hidden=16, depth=1, batch_size=32)\n"
+                      "    return p\n"
+                      "config.PRESETS['tiny'] = _with_policy\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(config.PRESETS, "tiny", tiny)  # restored after the test, whatever the plugin sets
+    assert compare.main([*args, "--plugin", "tiny_with_latent_policy"]) == 0
+    assert "lewm: done before" not in capsys.readouterr().out
+    record = json.loads((cells / "lewm.json").read_text())
+    assert record["status"] == "ok" and record["key"] != after["lewm"]["key"]
+    assert record["extra"]["policy_training"]["config"]["steps"] == 5
 
 
 @pytest.mark.parametrize("name", compare.PRESETS)

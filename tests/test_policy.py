@@ -147,3 +147,28 @@ def test_lewm_policy_command(agent_copy, capsys):
     assert "no field 'width'" in capsys.readouterr().err
     assert main(["policy", str(agent_copy), "--data", str(agent_copy / "missing.h5")]) == 2
     assert "missing.h5" in capsys.readouterr().err
+
+
+def test_a_preset_with_a_latent_policy_trains_it_with_lewm_train(tiny_data, tmp_path, monkeypatch, capsys):
+    """`lewm train --preset P` also fits P's latent policy, so the saved agent plans as the preset means."""
+    from lewm_agent import config
+
+    tiny = config.PRESETS["tiny"]
+
+    def with_policy():
+        p = tiny()
+        p.latent_policy = PolicyConfig(steps=5, hidden=16, depth=1, batch_size=32)
+        return p
+
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--steps", "4",
+                 "--device", "cpu"]) == 0
+    assert LeWMAgent.load(out / "agent", device="cpu").policy is None, "a preset without one trains none"
+    monkeypatch.setitem(config.PRESETS, "tiny", with_policy)
+    out = tmp_path / "run2"
+    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--steps", "4",
+                 "--device", "cpu"]) == 0
+    assert "latent policy of preset 'tiny' trained" in capsys.readouterr().out
+    agent = LeWMAgent.load(out / "agent", device="cpu")
+    assert agent.policy is not None and agent.policy.hidden == 16
+    assert agent.metadata["policy_training"]["config"]["steps"] == 5

@@ -41,7 +41,10 @@ class Budget:
         from lewm_agent.config import preset
 
         p = preset(self.preset)
-        return {"model": asdict(p.model), "train": asdict(p.train), "plan": asdict(p.plan)}
+        out = {"model": asdict(p.model), "train": asdict(p.train), "plan": asdict(p.plan)}
+        if p.latent_policy is not None:  # only then: the keys of presets without one stay as they were
+            out["latent_policy"] = asdict(p.latent_policy)
+        return out
 
 
 def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: bool = True) -> Trained:
@@ -70,8 +73,9 @@ def train_lewm(task: Task, ctx: CellContext, budget: dict[str, Any], sigreg: boo
         train_over["batch_size"] = b.batch_size
     train_cfg = replace(p.train, **train_over)
 
-    agent, figures, close = train_lewm_on_task(task, ctx.work_dir, model_cfg, train_cfg, p.plan, tb_dir=ctx.tb_dir,
-                                               device=ctx.device, progress=ctx.progress)
+    agent, figures, close = train_lewm_on_task(task, ctx.work_dir, model_cfg, train_cfg, p.plan,
+                                               policy_cfg=p.latent_policy, tb_dir=ctx.tb_dir, device=ctx.device,
+                                               progress=ctx.progress)
     extra = figures.pop("extra")
     extra = {"param_breakdown": extra.pop("param_breakdown"), "preset": b.preset, **extra}
     return Trained(actor=agent, extra=extra, close=close, **figures)
@@ -85,5 +89,5 @@ def lewm(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
 
 @register("lewm-nosigreg", budget=Budget)
 def lewm_nosigreg(task: Task, ctx: CellContext, budget: dict[str, Any]) -> Trained:
-    """The collapse ablation: LeWM with SIGReg's weight lambda = 0."""
+    """The collapse ablation: LeWM with SIGReg's weight lambda = 0 (with the preset's latent policy, if any)."""
     return train_lewm(task, ctx, budget, sigreg=False)
