@@ -185,10 +185,10 @@ def cmd_train(args) -> None:
         else:
             print(f"trained {result.steps} steps in {result.seconds:.0f}s; agent at {result.agent_dir}")
             if p.latent_policy is not None:  # the preset plans from a latent policy's proposal: train it too
-                from .policy import fit_policy, has_policy
+                from .policy import ensure_policy
 
-                if not has_policy(result.agent_dir):
-                    m = fit_policy(result.agent_dir, p.latent_policy, device=tr.device)
+                m = ensure_policy(result.agent_dir, p.latent_policy, device=tr.device)
+                if m is not None:
                     print(f"latent policy of preset {args.preset!r} trained in {m['seconds']:.0f}s, saved with "
                           "the agent")
 

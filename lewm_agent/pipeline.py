@@ -27,7 +27,7 @@ from .data import Episodes, load_episodes
 from .evaluation import EvalProtocol, RandomActor, evaluate, sample_pairs
 from .experiment import RunRecord, Task, TrainClock, evaluate_on_task, prepare_task, record_path, run_key, task_name
 from .files import atomic_write_json, file_fingerprint
-from .policy import fit_policy, has_policy
+from .policy import ensure_policy
 
 __all__ = ["evaluate_checkpoint", "held_out_episodes", "run_pipeline", "train_lewm_on_task"]
 
@@ -92,10 +92,10 @@ def train_lewm_on_task(
                        resume=(work_dir / "checkpoint" / "config.json").exists(), progress=progress, tb_dir=tb_dir,
                        split=task.split)
         clock.add(time.perf_counter() - tic, final=result.final)
-    if policy_cfg is not None and not has_policy(work_dir / "agent"):
+    if policy_cfg is not None:
         tic = time.perf_counter()
-        fit_policy(work_dir / "agent", policy_cfg, device=device, progress=progress)
-        clock.add(time.perf_counter() - tic)
+        if ensure_policy(work_dir / "agent", policy_cfg, device=device, progress=progress) is not None:
+            clock.add(time.perf_counter() - tic)
     record = clock.read()
     agent = LeWMAgent.load(work_dir / "agent", device=device,
                            **({} if plan_cfg is None else dataclasses.asdict(plan_cfg)))

@@ -39,7 +39,8 @@ from .config import PolicyConfig
 from .data import Episodes
 from .precision import autocast
 
-__all__ = ["PolicyConfig", "LatentPolicy", "train_policy", "fit_policy", "has_policy", "policy_samples"]
+__all__ = ["PolicyConfig", "LatentPolicy", "train_policy", "fit_policy", "has_policy", "ensure_policy",
+           "policy_samples"]
 
 
 # --------------------------------------------------------------------------- the network
@@ -387,6 +388,13 @@ def has_policy(agent_dir: str | os.PathLike) -> bool:
 
     path = Path(agent_dir) / "config.json"
     return path.is_file() and bool(json.loads(path.read_text()).get("policy"))
+
+
+def ensure_policy(agent_dir: str | os.PathLike, cfg: PolicyConfig, device: str | torch.device = "auto",
+                  progress: bool = True) -> dict[str, Any] | None:
+    """:func:`fit_policy` unless the saved agent at ``agent_dir`` already holds a policy (a resumed run): its
+    metrics, or None when nothing was trained."""
+    return None if has_policy(agent_dir) else fit_policy(agent_dir, cfg, device=device, progress=progress)
 
 
 def fit_policy(
