@@ -92,6 +92,10 @@ class EnvState:
     """(D,) latent of the goal image."""
 
 
+_NO_POLICY = ("LeWMAgent: PlanConfig.mode='policy' needs a latent policy; train one with `lewm policy AGENT_DIR` "
+              "(lewm_agent.policy.fit_policy) or use mode='plan'.")
+
+
 class LeWMAgent:
     """Goal-image-conditioned agent acting in LeWM's latent space.
 
@@ -105,7 +109,8 @@ class LeWMAgent:
         metadata: free-form, JSON-able information saved with the agent (env id, data, training).
         policy: optional latent policy (:class:`lewm_agent.policy.LatentPolicy`) that proposes
             ``(N, horizon, Ad)`` normalised action blocks from (z, z_goal); it warm-starts the
-            planner and acts alone when ``plan.mode == "policy"``.
+            planner and acts alone when ``plan.mode == "policy"`` (acting raises without one; an agent saved
+            with that mode before its policy was trained loads, so that ``lewm policy`` can add it).
     """
 
     def __init__(
@@ -127,9 +132,6 @@ class LeWMAgent:
         self.plan_cfg = (plan or PlanConfig()).validate()
         self.metadata = dict(metadata or {})
         self.policy = policy.to(self.device).eval() if policy is not None else None
-        if self.plan_cfg.mode == "policy" and self.policy is None:
-            raise ValueError("LeWMAgent: PlanConfig.mode='policy' needs a latent policy; train one with "
-                             "`lewm policy AGENT_DIR` (lewm_agent.policy.fit_policy) or use mode='plan'.")
         if self.policy is not None and getattr(self.policy, "horizon", self.plan_cfg.horizon) < self.plan_cfg.horizon:
             raise ValueError(f"LeWMAgent: the policy proposes {self.policy.horizon} blocks but PlanConfig.horizon="
                              f"{self.plan_cfg.horizon}; plan with horizon <= {self.policy.horizon} or retrain the "
@@ -203,6 +205,8 @@ class LeWMAgent:
                                   f"(first: {bad[0]}); the training diverged or the file is corrupt: retrain it.")
         check_library_version(config, where)
         plan_cfg = replace(plan_cfg, **plan_overrides)  # the caller's settings: their errors are the caller's
+        if plan_overrides.get("mode") == "policy" and not config.get("policy"):
+            raise ValueError(_NO_POLICY)
         policy_state = {k[len(POLICY_PREFIX):]: v for k, v in state_dict.items() if k.startswith(POLICY_PREFIX)}
         model_state = {k: v for k, v in state_dict.items() if not k.startswith(POLICY_PREFIX)}
         model = LeWM(model_cfg)
@@ -422,6 +426,8 @@ class LeWMAgent:
     def _decide(self, idx: list[int]) -> None:
         """Fill the action queues of envs ``idx`` (same context length) by planning or by the policy."""
         cfg, pc = self.model.cfg, self.plan_cfg
+        if pc.mode == "policy" and self.policy is None:
+            raise ValueError(_NO_POLICY)
         start = time.perf_counter()
         envs = [self.envs[i] for i in idx]
         E, H, Ad = len(idx), pc.horizon, cfg.action_block_dim

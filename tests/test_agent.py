@@ -1,5 +1,6 @@
 """LeWMAgent: batched acting, SB3 evaluate_policy, save/load round trip, clear errors."""
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -210,3 +211,11 @@ def test_agent_normalises_actions_with_the_training_normaliser(tiny_run, tiny_da
     with pytest.raises(ValueError, match="LeWMAgent: action_mean must be finite"):
         LeWMAgent(agent.model, np.array([np.nan, 0.0]), agent.action_std, agent.action_low, agent.action_high,
                   agent.obs_shape, device="cpu")
+
+
+def test_an_agent_set_to_act_with_a_policy_it_lacks_says_so_when_asked_to_act(tiny_run):
+    agent = LeWMAgent.load(tiny_run / "agent", device="cpu")
+    bare = LeWMAgent(agent.model, agent.action_mean, agent.action_std, agent.action_low, agent.action_high,
+                     agent.obs_shape, plan=dataclasses.replace(agent.plan_cfg, mode="policy"), device="cpu")
+    with pytest.raises(ValueError, match="needs a latent policy"):
+        bare.act(_obs(1))

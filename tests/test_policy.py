@@ -172,3 +172,32 @@ def test_a_preset_with_a_latent_policy_trains_it_with_lewm_train(tiny_data, tmp_
     agent = LeWMAgent.load(out / "agent", device="cpu")
     assert agent.policy is not None and agent.policy.hidden == 16
     assert agent.metadata["policy_training"]["config"]["steps"] == 5
+
+
+def test_a_preset_that_acts_with_its_policy_trains_one_and_cannot_be_made_without_it(tiny_data, tmp_path,
+                                                                                      monkeypatch):
+    """plan.mode='policy' in a preset: `lewm train` saves the agent first, then its policy, and the agent acts."""
+    import dataclasses
+
+    from lewm_agent import config
+
+    tiny = config.PRESETS["tiny"]
+    with pytest.raises(ValueError, match="latent_policy is None"):
+        config.Preset(tiny().model, tiny().train, dataclasses.replace(tiny().plan, mode="policy"))
+
+    def acting_with_policy():
+        p = tiny()
+        return config.Preset(p.model, p.train, dataclasses.replace(p.plan, mode="policy", horizon=1,
+                                                                   receding_horizon=1),
+                             latent_policy=PolicyConfig(steps=5, hidden=16, depth=1, batch_size=32))
+
+    monkeypatch.setitem(config.PRESETS, "tiny", acting_with_policy)
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--steps", "4",
+                 "--device", "cpu"]) == 0
+    agent = LeWMAgent.load(out / "agent", device="cpu")
+    assert agent.plan_cfg.mode == "policy" and agent.policy is not None and agent.policy.horizon == 1
+    size = agent.obs_shape[0]
+    obs = {"pixels": np.zeros((size, size, 3), np.uint8), "goal": np.full((size, size, 3), 255, np.uint8)}
+    action = agent.act(obs)
+    assert action.shape == (agent.model.cfg.action_dim,) and np.all(np.isfinite(action))
