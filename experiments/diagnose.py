@@ -58,7 +58,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from lewm_agent.envs.goal import GoalEnv  # noqa: E402
 from lewm_agent.config import PlanConfig, replace  # noqa: E402
 from lewm_agent.files import atomic_write_json  # noqa: E402
-from lewm_agent.planning import PlanResult, plan  # noqa: E402
+from lewm_agent.planning import PlanResult, plan, shift_plan  # noqa: E402
 from lewm_agent.settings import apply_settings, parse_settings  # noqa: E402
 
 __all__ = [
@@ -108,7 +108,7 @@ class OracleActor:
     tail of the last plan; each candidate is de-normalised, clipped, simulated from the env's true
     state with a private env (:meth:`GoalEnv.simulate`) and scored by the squared goal distance
     at the last block end (``plan.cost="all"``: summed over block ends); ``plan.receding_horizon``
-    blocks are executed before replanning.
+    blocks (or ``plan.replan_every`` env steps) are executed before replanning.
 
     Args:
         env: a GoalEnv (possibly wrapped), private to this actor: only its dynamics are used.
@@ -146,6 +146,10 @@ class OracleActor:
         if frameskip < 1:
             raise DiagnoseError(f"OracleActor: frameskip must be >= 1, got {frameskip}.")
         self.frameskip = int(frameskip)
+        try:
+            plan.steps_per_decision(self.frameskip)
+        except ValueError as e:
+            raise DiagnoseError(f"OracleActor: {e}") from None
         space = self.env.action_space
         A = space.shape[0]
         self.action_mean = np.zeros(A, np.float32) if action_mean is None else np.asarray(action_mean, np.float32)
@@ -250,10 +254,11 @@ class OracleActor:
                                   self._block_high, self._generator)
         blocks = result.actions.float()  # (E, H, Ad), normalised
         env_actions = self.env_actions(blocks.numpy().reshape(E, H * fs, A))
-        R = pc.receding_horizon
+        k = pc.steps_per_decision(fs)
+        warm = shift_plan(blocks, k, fs) if pc.warm_start else None
         for j, i in enumerate(idx):
-            self._queues[i] = deque(env_actions[j, : R * fs])
-            self._warm[i] = torch.cat([blocks[j, R:], torch.zeros(R, fs * A)]) if pc.warm_start else None
+            self._queues[i] = deque(env_actions[j, :k])
+            self._warm[i] = None if warm is None else warm[j]
         self.num_plans += E
         self.plan_seconds += time.perf_counter() - start
 

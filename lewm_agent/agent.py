@@ -11,14 +11,17 @@
 How one decision is made, for N environments at once (each env's episode lives in one
 :class:`EnvState`):
 1. goals: any env whose goal image changed since the last call has it encoded (once per episode);
-2. history: at every action-block boundary (each ``frameskip`` env steps) the observation is
-   encoded, if the predictor needs more than one latent of history;
+2. history: every frame a decision or a later context needs is encoded: the context of a decision at
+   env step t is the latents of frames t - (history-1) x frameskip, ..., t - frameskip, t and the
+   executed action blocks between them (block boundaries when whole blocks are executed, every
+   step with ``PlanConfig.replan_every=1`` and history > 1);
 3. decide for every env whose queue of actions is empty, all together: ``mode="plan"`` runs the
    planner (``PlanConfig.planner``: CEM/iCEM, MPPI or Adam) on the N_plan x samples candidate
    sequences, scored by the predictor's rollout (:meth:`LeWM.rollout_samples`) in one call per
    iteration; ``mode="policy"`` asks the latent policy instead (no search). The planner's mean
    starts from the policy's proposal if the agent has a policy, else from the last plan's tail;
-4. act: each env pops its next action. ``receding_horizon`` blocks are queued per decision.
+4. act: each env pops its next action. ``receding_horizon`` blocks are queued per decision, or
+   ``replan_every`` env steps (a part of a block, for closed-loop control at the env's rate).
 
 Planning diagnostics (per plan call: final elite cost, best cost, std, iterations, seconds) are
 kept in :attr:`LeWMAgent.last_plan` and written to TensorBoard as ``plan/*`` after
@@ -28,6 +31,7 @@ kept in :attr:`LeWMAgent.last_plan` and written to TensorBoard as ``plan/*`` aft
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections import deque
@@ -43,7 +47,7 @@ from .checkpoint import CheckpointError, check_library_version, load_state_check
 from .config import ModelConfig, PlanConfig, config_from_dict, replace
 from .data.actions import ActionNormalizer
 from .model import LeWM
-from .planning import PlanResult, latent_goal_cost, plan
+from .planning import PlanResult, latent_goal_cost, plan, shift_plan
 from .precision import autocast, planning_precision, resolve_precision
 
 __all__ = ["LeWMAgent", "EnvState", "resolve_device"]
@@ -80,16 +84,20 @@ class EnvState:
     """(H, Ad) warm-start mean for the next plan: the unexecuted tail of the last one."""
     t: int = 0
     """Env steps since the episode began."""
-    z_hist: list = field(default_factory=list)
-    """Latents (D,) at the last ``history`` block boundaries, oldest first."""
-    a_hist: list = field(default_factory=list)
-    """Executed action blocks (Ad,) between consecutive ``z_hist`` latents."""
-    block: list = field(default_factory=list)
-    """Normalised actions (A,) executed since the last block boundary."""
+    z_steps: dict = field(default_factory=dict)
+    """Latents (D,) by the env step whose frame they encode: those a later context may still need."""
+    actions: list = field(default_factory=list)
+    """Normalised actions (A,) of the last ``(history - 1) x frameskip`` env steps, oldest first."""
     goal_img: np.ndarray | None = None
     """The goal image of this episode, to notice a new goal."""
     z_goal: torch.Tensor | None = None
     """(D,) latent of the goal image."""
+
+    def context_steps(self, history: int, frameskip: int) -> list[int]:
+        """Env steps of the context frames for a decision now: up to ``history``, ``frameskip`` apart, ending at
+        :attr:`t`, oldest first."""
+        c = min(history, 1 + self.t // frameskip)
+        return [self.t - j * frameskip for j in range(c - 1, -1, -1)]
 
 
 _NO_POLICY = ("LeWMAgent: PlanConfig.mode='policy' needs a latent policy; train one with `lewm policy AGENT_DIR` "
@@ -157,6 +165,7 @@ class LeWMAgent:
         self.obs_shape = tuple(int(s) for s in obs_shape)
         if len(self.obs_shape) != 3 or self.obs_shape[2] != 3:
             raise ValueError(f"LeWMAgent: obs_shape must be (H, W, 3), got {self.obs_shape}.")
+        self.plan_cfg.steps_per_decision(cfg.frameskip)  # replan_every within the plan, before any work
         self.precision = resolve_precision(self.plan_cfg.precision, self.device)
         """``fp32`` or ``bf16``: the arithmetic actually used (``PlanConfig.precision`` resolved)."""
         # bounds of one action block in normalised units, for the planner's clamp
@@ -350,33 +359,36 @@ class LeWMAgent:
             for j, i in enumerate(changed):
                 envs[i].goal_img, envs[i].z_goal = goal[i].copy(), z_goal[j]
 
-        # 2. history: latents at block boundaries (only needed beyond the current frame if history > 1).
-        # Decisions hold receding_horizon * frameskip actions, so they always fall on a boundary too.
-        need = [i for i, e in enumerate(envs) if not e.queue or (e.t % fs == 0 and history > 1)]
+        # 2. history: the current frame's latent where a decision or a later context needs it. Decisions fall every
+        # `k` = PlanConfig.steps_per_decision steps, and a context reaches back in strides of frameskip from one,
+        # so with history > 1 every step that is a multiple of gcd(k, frameskip) is encoded (block boundaries when
+        # whole blocks are executed).
+        stride = math.gcd(self.steps_per_decision, fs)
+        need = [i for i, e in enumerate(envs) if not e.queue or (history > 1 and e.t % stride == 0)]
         if need:
             z = self.encode(pixels[need])
             for j, i in enumerate(need):
                 e = envs[i]
-                if e.t > 0 and e.block:  # the block that led here joins the history
-                    e.a_hist.append(torch.as_tensor(np.concatenate(e.block), dtype=torch.float32, device=self.device))
-                    e.block = []
-                e.z_hist.append(z[j])
-                del e.z_hist[:-history]  # keep the last `history` latents
-                del e.a_hist[: len(e.a_hist) - (history - 1)]  # and the blocks between them
+                e.z_steps[e.t] = z[j]
+                oldest = e.t - (history - 1) * fs
+                for s in [s for s in e.z_steps if s < oldest]:
+                    del e.z_steps[s]
 
         # 3. decide for every env with an empty queue, grouped by context length (one group in lockstep)
         groups: dict[int, list[int]] = {}
         for i, e in enumerate(envs):
             if not e.queue:
-                groups.setdefault(len(e.z_hist), []).append(i)
+                groups.setdefault(len(e.context_steps(history, fs)), []).append(i)
         for idx in groups.values():
             self._decide(idx)
 
         # 4. act
         actions = np.stack([e.queue.popleft() for e in envs])  # (N, A)
         normed = self.normalizer.normalize(actions)
+        keep = (history - 1) * fs
         for i, e in enumerate(envs):
-            e.block.append(normed[i])
+            e.actions.append(normed[i])
+            del e.actions[: len(e.actions) - keep]
             e.t += 1
         return actions if batched else actions[0]
 
@@ -431,8 +443,14 @@ class LeWMAgent:
         start = time.perf_counter()
         envs = [self.envs[i] for i in idx]
         E, H, Ad = len(idx), pc.horizon, cfg.action_block_dim
-        z_ctx = torch.stack([torch.stack(e.z_hist) for e in envs])  # (E, c, D)
-        a_ctx = torch.stack([torch.stack(e.a_hist) for e in envs]) if z_ctx.shape[1] > 1 else None  # (E, c-1, Ad)
+        fs = cfg.frameskip
+        steps = [e.context_steps(cfg.history, fs) for e in envs]
+        z_ctx = torch.stack([torch.stack([e.z_steps[s] for s in st]) for e, st in zip(envs, steps)])  # (E, c, D)
+        a_ctx = None
+        if z_ctx.shape[1] > 1:  # the action blocks between consecutive context frames: (E, c-1, Ad)
+            blocks_np = [np.stack([np.concatenate(e.actions[len(e.actions) - (e.t - s):][:fs]) for s in st[:-1]])
+                         for e, st in zip(envs, steps)]
+            a_ctx = torch.as_tensor(np.stack(blocks_np), dtype=torch.float32, device=self.device)
         z_goal = torch.stack([e.z_goal for e in envs])  # (E, D)
         result = None
         if self.policy is not None and (pc.mode == "policy" or pc.policy_warm_start):
@@ -449,13 +467,13 @@ class LeWMAgent:
             result = self.plan_latents(z_ctx, a_ctx, z_goal, mean)
             blocks = result.actions
         plan_np = blocks.detach().float().cpu().numpy()  # (E, H, Ad), normalised
-        fs, A, R = cfg.frameskip, cfg.action_dim, pc.receding_horizon
+        A, k = cfg.action_dim, self.steps_per_decision
         env_actions = self.normalizer.denormalize(plan_np.reshape(E, H * fs, A))
         env_actions = np.clip(env_actions, self.action_low, self.action_high).astype(np.float32)
+        warm = shift_plan(blocks.detach(), k, fs) if pc.warm_start else None
         for j, e in enumerate(envs):
-            e.queue = deque(env_actions[j, : R * fs])
-            tail = blocks[j, R:].detach()
-            e.warm = torch.cat([tail, torch.zeros(R, Ad, device=self.device)]) if pc.warm_start else None
+            e.queue = deque(env_actions[j, :k])
+            e.warm = None if warm is None else warm[j]
         seconds = time.perf_counter() - start
         self.num_plans += E
         self.plan_seconds += seconds
@@ -514,6 +532,11 @@ class LeWMAgent:
             raise ValueError(f"cannot {what} an untrained agent (0 optimiser steps); train it first "
                              "(lewm train --steps N with N >= 1).")
         return self
+
+    @property
+    def steps_per_decision(self) -> int:
+        """Env actions queued per decision: ``PlanConfig.replan_every``, or ``receding_horizon`` whole blocks."""
+        return self.plan_cfg.steps_per_decision(self.model.cfg.frameskip)
 
     @property
     def seconds_per_plan(self) -> float:

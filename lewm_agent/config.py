@@ -395,6 +395,11 @@ class PlanConfig:
     """Planning horizon in action blocks (x frameskip env steps)."""
     receding_horizon: int = 5
     """Action blocks executed before replanning (reference: the whole plan)."""
+    replan_every: int = 0
+    """Env steps executed before replanning; 0 = ``receding_horizon`` whole blocks. Below ``frameskip`` the agent
+    decides mid-block (1 = at every env step, closed loop at the env's rate): the context then ends at the
+    current frame, with the earlier ``history`` latents ``frameskip`` steps apart. At most ``horizon x frameskip``
+    (checked where the frameskip is known: the agent)."""
     init_std: float = 1.0
     """Initial std of the sampling distribution, in normalised action units."""
     min_std: float = 0.0
@@ -429,6 +434,7 @@ class PlanConfig:
         check_fields(self, {
             "init_std": (">", 0), "min_std": (">=", 0), "noise_beta": (">=", 0), "keep_elites": (">=", 0),
             "sample_decay": (">=", 1), "early_stop_std": (">=", 0), "temperature": (">", 0), "lr": (">", 0),
+            "replan_every": (">=", 0),
             **{name: (">=", 1) for name in ("samples", "iterations", "elites", "horizon", "receding_horizon")}})
 
     def cem(self) -> CEMConfig:
@@ -446,6 +452,17 @@ class PlanConfig:
     def grad(self) -> GradConfig:
         """The Adam-planner config of this plan config."""
         return GradConfig(samples=self.samples, iterations=self.iterations, lr=self.lr, init_std=self.init_std)
+
+    def steps_per_decision(self, frameskip: int) -> int:
+        """Env steps executed from each decision: ``replan_every``, or ``receding_horizon x frameskip`` if it is 0.
+
+        Raises:
+            ValueError: ``replan_every`` beyond the plan (``horizon x frameskip`` env steps).
+        """
+        if self.replan_every > self.horizon * frameskip:
+            raise ValueError(f"PlanConfig.replan_every={self.replan_every} exceeds the plan's horizon x frameskip = "
+                             f"{self.horizon * frameskip} env steps; lower it or raise horizon.")
+        return self.replan_every or self.receding_horizon * frameskip
 
     def validate(self) -> "PlanConfig":
         """Raise ``ValueError`` naming the bad field; return self. :meth:`__post_init__` checks each field; this adds

@@ -219,3 +219,51 @@ def test_an_agent_set_to_act_with_a_policy_it_lacks_says_so_when_asked_to_act(ti
                      agent.obs_shape, plan=dataclasses.replace(agent.plan_cfg, mode="policy"), device="cpu")
     with pytest.raises(ValueError, match="needs a latent policy"):
         bare.act(_obs(1))
+
+
+def test_replanning_every_step_plans_from_the_frames_and_blocks_behind_the_current_one(tiny_run):
+    """replan_every=1: a decision at every env step, whose context (history 2) is the latents of the frames
+    frameskip steps back and now, and the normalised actions executed between them."""
+    agent = LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=1)
+    fs = agent.model.cfg.frameskip
+    assert agent.model.cfg.history == 2 and agent.steps_per_decision == 1
+    contexts = []
+    plan_latents = agent.plan_latents
+
+    def spy(z_context, a_context, z_goal, mean=None):
+        contexts.append((z_context.clone(), None if a_context is None else a_context.clone()))
+        return plan_latents(z_context, a_context, z_goal, mean)
+
+    agent.plan_latents = spy
+    env = gym.make("lewm/TwoRoom-v0", image_size=32)
+    obs, _ = env.reset(seed=5)
+    frames, actions = [], []
+    for _ in range(2 * fs + 2):
+        frames.append(obs["pixels"])
+        actions.append(agent.act(obs))
+        obs, *_ = env.step(actions[-1])
+    assert agent.decide_calls == len(frames)
+    for t, (z_ctx, a_ctx) in enumerate(contexts):
+        if t < fs:
+            assert z_ctx.shape[1] == 1 and a_ctx is None
+            continue
+        torch.testing.assert_close(z_ctx[0], agent.encode(np.stack([frames[t - fs], frames[t]])), atol=1e-5, rtol=1e-5)
+        block = agent.normalizer.normalize(np.stack(actions[t - fs:t])).reshape(-1)
+        np.testing.assert_allclose(a_ctx[0, 0].numpy(), block, rtol=1e-6)
+
+
+def test_replanning_after_the_whole_receding_horizon_in_steps_is_the_default(tiny_run):
+    agent_blocks = LeWMAgent.load(tiny_run / "agent", device="cpu")
+    k = agent_blocks.plan_cfg.receding_horizon * agent_blocks.model.cfg.frameskip
+    agent_steps = LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=k)
+    obs = _obs(2, seed=6)
+    for _ in range(2 * k + 1):
+        np.testing.assert_array_equal(agent_blocks.act(obs), agent_steps.act(obs))
+    assert agent_blocks.decide_calls == agent_steps.decide_calls == 3
+
+
+def test_replanning_beyond_the_plan_is_refused(tiny_run):
+    with pytest.raises(ValueError, match="replan_every=100 exceeds"):
+        LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=100)
+    with pytest.raises(ValueError, match="replan_every must be >= 0"):
+        LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=-1)

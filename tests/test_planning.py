@@ -243,3 +243,18 @@ def test_latent_goal_cost_modes():
     assert torch.equal(latent_goal_cost(z, goal, "all"), torch.full((2,), 4.0))
     z[:, 0] = 1.0
     assert torch.equal(latent_goal_cost(z, goal, "all"), torch.full((2,), 8.0))
+
+
+def test_shift_plan_drops_executed_env_steps_even_within_a_block():
+    from lewm_agent.planning import shift_plan
+
+    fs, A = 3, 2
+    blocks = torch.arange(2 * 4 * fs * A, dtype=torch.float32).reshape(2, 4, fs * A)  # (E, H, Ad)
+    whole = shift_plan(blocks, 2 * fs, fs)  # two whole blocks: the old block shift
+    torch.testing.assert_close(whole, torch.cat([blocks[:, 2:], torch.zeros(2, 2, fs * A)], dim=1))
+    one = shift_plan(blocks, 1, fs)  # one env step: every action moves one place earlier
+    flat, flat_one = blocks.reshape(2, -1, A), one.reshape(2, -1, A)
+    torch.testing.assert_close(flat_one[:, :-1], flat[:, 1:])
+    assert torch.all(flat_one[:, -1] == 0)
+    with pytest.raises(ValueError, match="cannot drop"):
+        shift_plan(blocks, 4 * fs + 1, fs)
