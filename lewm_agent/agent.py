@@ -388,7 +388,7 @@ class LeWMAgent:
         keep = (history - 1) * fs
         for i, e in enumerate(envs):
             e.actions.append(normed[i])
-            del e.actions[: len(e.actions) - keep]
+            del e.actions[: max(0, len(e.actions) - keep)]
             e.t += 1
         return actions if batched else actions[0]
 

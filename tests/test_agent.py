@@ -221,13 +221,20 @@ def test_an_agent_set_to_act_with_a_policy_it_lacks_says_so_when_asked_to_act(ti
         bare.act(_obs(1))
 
 
-def test_replanning_every_step_plans_from_the_frames_and_blocks_behind_the_current_one(tiny_run):
-    """replan_every=1: a decision at every env step, whose context (history 2) is the latents of the frames
-    frameskip steps back and now, and the normalised actions executed between them."""
-    agent = LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=1)
-    fs = agent.model.cfg.frameskip
-    assert agent.model.cfg.history == 2 and agent.steps_per_decision == 1
-    contexts = []
+@pytest.mark.parametrize("history,frameskip", [(2, 2), (3, 3)])
+def test_replanning_every_step_plans_from_the_frames_and_blocks_behind_the_current_one(history, frameskip):
+    """replan_every=1: a decision at every env step, whose context is the latents of the frames frameskip steps
+    apart up to the current one, and the normalised actions executed between them."""
+    from lewm_agent.config import PlanConfig, preset, replace
+    from lewm_agent.model import LeWM
+
+    p = preset("tiny")
+    torch.manual_seed(0)
+    model = LeWM(replace(p.model, history=history, frameskip=frameskip))
+    agent = LeWMAgent(model, np.full(2, 0.1), np.full(2, 0.5), -np.ones(2), np.ones(2), (32, 32, 3),
+                      plan=replace(p.plan, horizon=2, receding_horizon=1, replan_every=1), device="cpu")
+    assert isinstance(agent.plan_cfg, PlanConfig) and agent.steps_per_decision == 1
+    fs, contexts = frameskip, []
     plan_latents = agent.plan_latents
 
     def spy(z_context, a_context, z_goal, mean=None):
@@ -238,18 +245,20 @@ def test_replanning_every_step_plans_from_the_frames_and_blocks_behind_the_curre
     env = gym.make("lewm/TwoRoom-v0", image_size=32)
     obs, _ = env.reset(seed=5)
     frames, actions = [], []
-    for _ in range(2 * fs + 2):
+    for _ in range(history * fs + 3):
         frames.append(obs["pixels"])
         actions.append(agent.act(obs))
         obs, *_ = env.step(actions[-1])
     assert agent.decide_calls == len(frames)
     for t, (z_ctx, a_ctx) in enumerate(contexts):
-        if t < fs:
-            assert z_ctx.shape[1] == 1 and a_ctx is None
+        steps = [s for s in range(t - (history - 1) * fs, t + 1, fs) if s >= 0]
+        assert z_ctx.shape[1] == len(steps)
+        torch.testing.assert_close(z_ctx[0], agent.encode(np.stack([frames[s] for s in steps])), atol=1e-5, rtol=1e-5)
+        if len(steps) == 1:
+            assert a_ctx is None
             continue
-        torch.testing.assert_close(z_ctx[0], agent.encode(np.stack([frames[t - fs], frames[t]])), atol=1e-5, rtol=1e-5)
-        block = agent.normalizer.normalize(np.stack(actions[t - fs:t])).reshape(-1)
-        np.testing.assert_allclose(a_ctx[0, 0].numpy(), block, rtol=1e-6)
+        blocks = [agent.normalizer.normalize(np.stack(actions[s:s + fs])).reshape(-1) for s in steps[:-1]]
+        np.testing.assert_allclose(a_ctx[0].numpy(), np.stack(blocks), rtol=1e-6)
 
 
 def test_replanning_after_the_whole_receding_horizon_in_steps_is_the_default(tiny_run):
