@@ -534,6 +534,12 @@ class LeWMAgent:
         return self
 
     @property
+    def num_params(self) -> int:
+        """Parameters the agent acts with: the world model's and, if it has one, the latent policy's."""
+        policy = 0 if self.policy is None else sum(p.numel() for p in self.policy.parameters())
+        return self.model.num_params()["total"] + policy
+
+    @property
     def steps_per_decision(self) -> int:
         """Env actions queued per decision: ``PlanConfig.replan_every``, or ``receding_horizon`` whole blocks."""
         return self.plan_cfg.steps_per_decision(self.model.cfg.frameskip)

@@ -178,9 +178,12 @@ def evaluate_checkpoint(
         return record.finish(time.perf_counter() - tic)
 
     out = {"lewm": run("lewm", agent, video_episodes, data_used=None, data_kind="offline transitions",
-                       train_seconds=None, params=sum(p.numel() for p in agent.model.parameters()), extra=settings)}
+                       train_seconds=None, params=agent.num_params, extra=settings)}
+    breakdown = agent.model.num_params()
+    if agent.policy is not None:  # "total" stays the world model's; the record's params count both
+        breakdown["latent_policy"] = agent.num_params - breakdown["total"]
     out["lewm"].extra.update(plan=dataclasses.asdict(agent.plan_cfg), plan_seconds_per_decision=agent.seconds_per_plan,
-                             plans=agent.num_plans, param_breakdown=agent.model.num_params())
+                             plans=agent.num_plans, param_breakdown=breakdown)
     if with_random:
         random = RandomActor(agent.action_low, agent.action_high, seed=protocol.seed)
         out["random"] = run("random", random, min(video_episodes, 1), data_used=0, data_kind="none", train_seconds=0.0,

@@ -115,6 +115,8 @@ def test_fit_policy_saves_an_agent_with_a_policy(agent_copy, capsys):
     assert {"train_loss", "val_loss", "seconds", "samples"} <= set(m)
     loaded = LeWMAgent.load(agent_copy, device="cpu")
     assert loaded.policy is not None and loaded.policy.horizon == loaded.plan_cfg.horizon
+    policy_params = sum(p.numel() for p in loaded.policy.parameters())
+    assert policy_params > 0 and loaded.num_params == sum(p.numel() for p in loaded.model.parameters()) + policy_params
     assert loaded.metadata["policy_training"]["config"]["steps"] == 20
     z = loaded.encode(np.zeros((2, *loaded.obs_shape), np.uint8))
     assert loaded.policy(z, z).shape == (2, loaded.plan_cfg.horizon, loaded.model.cfg.action_block_dim)
