@@ -400,6 +400,10 @@ class PlanConfig:
     decides mid-block (1 = at every env step, closed loop at the env's rate): the context then ends at the
     current frame, with the earlier ``history`` latents ``frameskip`` steps apart. At most ``horizon x frameskip``
     (checked where the frameskip is known: the agent)."""
+    ensemble: bool = False
+    """Temporal ensembling (ACT, Zhao et al. 2023): each executed action is the mean of what every plan still
+    running proposed for this env step, the newest included. Needs plans that overlap: ``replan_every`` below
+    ``horizon x frameskip``."""
     init_std: float = 1.0
     """Initial std of the sampling distribution, in normalised action units."""
     min_std: float = 0.0
@@ -462,7 +466,12 @@ class PlanConfig:
         if self.replan_every > self.horizon * frameskip:
             raise ValueError(f"PlanConfig.replan_every={self.replan_every} exceeds the plan's horizon x frameskip = "
                              f"{self.horizon * frameskip} env steps; lower it or raise horizon.")
-        return self.replan_every or self.receding_horizon * frameskip
+        steps = self.replan_every or self.receding_horizon * frameskip
+        if self.ensemble and steps >= self.horizon * frameskip:
+            raise ValueError(f"PlanConfig.ensemble averages overlapping plans, but each plan runs to its end "
+                             f"({steps} of {self.horizon * frameskip} env steps); set replan_every below "
+                             f"{self.horizon * frameskip}.")
+        return steps
 
     def validate(self) -> "PlanConfig":
         """Raise ``ValueError`` naming the bad field; return self. :meth:`__post_init__` checks each field; this adds

@@ -276,3 +276,29 @@ def test_replanning_beyond_the_plan_is_refused(tiny_run):
         LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=100)
     with pytest.raises(ValueError, match="replan_every must be >= 0"):
         LeWMAgent.load(tiny_run / "agent", device="cpu", replan_every=-1)
+
+
+def test_temporal_ensembling_executes_the_mean_of_every_running_plan():
+    """ensemble=True, replan_every=1, plans of 3 steps: step t executes the mean of the plans decided at t-2, t-1
+    and t for step t (here plan d proposes the constant action d)."""
+    from lewm_agent.config import preset, replace
+    from lewm_agent.model import LeWM
+    from lewm_agent.planning import PlanResult
+
+    p = preset("tiny")
+    model = LeWM(replace(p.model, history=1, frameskip=3))
+    agent = LeWMAgent(model, np.zeros(2), np.ones(2), np.full(2, -100.0), np.full(2, 100.0), (32, 32, 3),
+                      plan=replace(p.plan, horizon=1, receding_horizon=1, replan_every=1, ensemble=True), device="cpu")
+
+    def constant_plan(z_context, a_context, z_goal, mean=None):
+        d = float(agent.decide_calls)  # the decision's step: one decision per step
+        actions = torch.full((len(z_context), 1, 6), d)
+        return PlanResult(actions=actions, cost=torch.zeros(len(z_context)), std=torch.zeros_like(actions))
+
+    agent.plan_latents = constant_plan
+    obs = _obs(size=32)
+    executed = [float(agent.act(obs)[0]) for _ in range(6)]
+    assert executed == [0.0, 0.5, 1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="ensemble averages overlapping plans"):
+        LeWMAgent(model, np.zeros(2), np.ones(2), -np.ones(2), np.ones(2), (32, 32, 3),
+                  plan=replace(p.plan, horizon=1, receding_horizon=1, ensemble=True), device="cpu")
