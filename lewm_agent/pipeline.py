@@ -51,6 +51,14 @@ def held_out_episodes(agent: LeWMAgent, data_path: str | os.PathLike | None = No
     return episodes, np.arange(episodes.num_episodes), "every episode of a separate file"
 
 
+def _param_breakdown(agent: LeWMAgent) -> dict[str, int]:
+    """The world model's parameter counts (``total`` is the model's) and the latent policy's, if any."""
+    breakdown = agent.model.num_params()
+    if agent.policy is not None:
+        breakdown["latent_policy"] = agent.num_params - breakdown["total"]
+    return breakdown
+
+
 def train_lewm_on_task(
     task: Task,
     work_dir: str | os.PathLike,
@@ -103,8 +111,8 @@ def train_lewm_on_task(
     agent.log_to(writer)
     figures = {
         "data_used": task.train_frames(), "data_kind": "offline transitions",
-        "train_seconds": float(record.get("seconds", 0.0)), "params": sum(p.numel() for p in agent.model.parameters()),
-        "extra": {"param_breakdown": agent.model.num_params(), "steps": train_cfg.steps,
+        "train_seconds": float(record.get("seconds", 0.0)), "params": agent.num_params,
+        "extra": {"param_breakdown": _param_breakdown(agent), "steps": train_cfg.steps,
                   "batch_size": train_cfg.batch_size, "sigreg_lambda": model_cfg.sigreg_lambda,
                   "final": record.get("final", {}), "plan": dataclasses.asdict(agent.plan_cfg),
                   "policy_training": agent.metadata.get("policy_training")},
@@ -179,11 +187,8 @@ def evaluate_checkpoint(
 
     out = {"lewm": run("lewm", agent, video_episodes, data_used=None, data_kind="offline transitions",
                        train_seconds=None, params=agent.num_params, extra=settings)}
-    breakdown = agent.model.num_params()
-    if agent.policy is not None:  # "total" stays the world model's; the record's params count both
-        breakdown["latent_policy"] = agent.num_params - breakdown["total"]
     out["lewm"].extra.update(plan=dataclasses.asdict(agent.plan_cfg), plan_seconds_per_decision=agent.seconds_per_plan,
-                             plans=agent.num_plans, param_breakdown=breakdown)
+                             plans=agent.num_plans, param_breakdown=_param_breakdown(agent))
     if with_random:
         random = RandomActor(agent.action_low, agent.action_high, seed=protocol.seed)
         out["random"] = run("random", random, min(video_episodes, 1), data_used=0, data_kind="none", train_seconds=0.0,
