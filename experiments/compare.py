@@ -314,7 +314,8 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True,
             tasks[short] = prepare_task(short, spec, cfg, run_dir, progress)
         task = tasks[short]
         budget = cfg.budget(spec, method)
-        key = run_key(task, method, budget, resolved_budget(method, budget))
+        resolved = resolved_budget(method, budget)
+        key = run_key(task, method, budget, resolved)
         path = cell_path(run_dir, short, method)
         old = load_cell(path)
         if old is not None and old.get("status") == "ok" and old.get("key") == key:
@@ -322,7 +323,7 @@ def run(cfg: CompareConfig, run_dir: Path, progress: bool = True,
                   flush=True)
             records.append(old)
             continue
-        _claim_work(run_dir, short, method, key)
+        _claim_work(run_dir, short, method, key, run_key(task, method, budget, _trained_part(resolved)))
         print(f"[{i + 1}/{len(cells)}] {short} / {method} {json.dumps(budget) if budget else ''}", flush=True)
         tic = time.perf_counter()
         job = {"task": task.to_dict(), "method": method, "budget": budget, "key": key, "run_dir": str(run_dir),
@@ -354,17 +355,30 @@ def _header(header: dict[str, Any], cfg: CompareConfig) -> dict[str, Any]:
     return {**header, "date": dt.datetime.now().isoformat(timespec="minutes"), "machine": machine_summary(cfg.device)}
 
 
-def _claim_work(run_dir: Path, task: str, method: str, key: str) -> None:
-    """Keep a cell's checkpoints (to resume) only if they were made with the same settings (``key``)."""
+def _trained_part(resolved: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of a preset's resolved configs the trained checkpoints depend on: all but the planner, which a trained
+    LeWM agent takes from the preset at evaluation (:func:`lewm_agent.pipeline.train_lewm_on_task`)."""
+    if resolved is None:
+        return None
+    part = {k: v for k, v in resolved.items() if k != "plan"}
+    if "latent_policy" in part:  # the policy is trained to propose the planner's horizon
+        part["plan_horizon"] = resolved["plan"]["horizon"]
+    return part
+
+
+def _claim_work(run_dir: Path, task: str, method: str, key: str, work_key: str) -> None:
+    """Keep a cell's checkpoints (to resume, or to evaluate again) only if they were made with the same training
+    settings: ``work_key`` (the cell's ``key`` without the planner), or ``key`` itself in a stamp written before
+    the two were told apart. A changed planner re-evaluates a trained agent instead of training it again."""
     import shutil
 
     work = run_dir / "work" / task / method
     stamp = work / "cell_key.txt"
-    if work.exists() and (not stamp.exists() or stamp.read_text().strip() != key):
+    if work.exists() and (not stamp.exists() or stamp.read_text().strip() not in (key, work_key)):
         for sub in ("work", "tb"):
             shutil.rmtree(run_dir / sub / task / method, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(key)
+    stamp.write_text(work_key)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -366,3 +366,26 @@ def test_readme_without_markers_is_refused_before_any_work(tmp_path, capsys):
         compare.main(["--preset", "smoke", "--results", str(tmp_path / "r"), "--readme", str(readme)])
     assert "smoke-table:begin" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and readme.read_text() == "no markers here\n"
+
+
+def test_a_changed_planner_keeps_the_trained_work_and_a_changed_training_does_not(tmp_path):
+    """A preset whose planner alone changed re-evaluates the trained agent; other changes start the work afresh."""
+    from experiments.compare import _claim_work, _trained_part
+
+    resolved = {"model": {"history": 3}, "train": {"steps": 10}, "plan": {"horizon": 3, "ensemble": False},
+                "latent_policy": {"steps": 5}}
+    replanned = {**resolved, "plan": {"horizon": 3, "ensemble": True}}
+    assert _trained_part(resolved) == _trained_part(replanned)
+    assert _trained_part(resolved) != _trained_part({**resolved, "plan": {"horizon": 5, "ensemble": False}})
+    assert _trained_part(resolved) != _trained_part({**resolved, "train": {"steps": 20}})
+    agent = tmp_path / "work" / "T" / "lewm" / "agent.txt"
+    _claim_work(tmp_path, "T", "lewm", "cell-key-1", "work-key-A")
+    agent.write_text("trained")
+    _claim_work(tmp_path, "T", "lewm", "cell-key-2", "work-key-A")  # the planner changed
+    assert agent.read_text() == "trained"
+    _claim_work(tmp_path, "T", "lewm", "cell-key-3", "work-key-B")  # the training changed
+    assert not agent.exists()
+    agent.write_text("old stamp")  # a stamp holding the whole cell key (before work keys) still counts
+    (tmp_path / "work" / "T" / "lewm" / "cell_key.txt").write_text("cell-key-4")
+    _claim_work(tmp_path, "T", "lewm", "cell-key-4", "work-key-C")
+    assert agent.read_text() == "old stamp"
