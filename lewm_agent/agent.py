@@ -48,7 +48,7 @@ from .checkpoint import CheckpointError, check_library_version, load_state_check
 from .config import ModelConfig, PlanConfig, config_from_dict, replace
 from .data.actions import ActionNormalizer
 from .model import LeWM
-from .planning import PlanResult, latent_goal_cost, plan, shift_plan
+from .planning import PlanEnsemble, PlanResult, latent_goal_cost, plan, shift_plan
 from .precision import autocast, planning_precision, resolve_precision
 
 __all__ = ["LeWMAgent", "EnvState", "resolve_device"]
@@ -89,8 +89,8 @@ class EnvState:
     """Latents (D,) by the env step whose frame they encode: those a later context may still need."""
     actions: list = field(default_factory=list)
     """Normalised actions (A,) of the last ``(history - 1) x frameskip`` env steps, oldest first."""
-    plans: deque = field(default_factory=deque)
-    """``PlanConfig.ensemble``: (decision step, env actions (L, A)) of the plans that still cover a step ahead."""
+    ensemble: PlanEnsemble = field(default_factory=PlanEnsemble)
+    """``PlanConfig.ensemble``: the plans that still cover a step ahead."""
     goal_img: np.ndarray | None = None
     """The goal image of this episode, to notice a new goal."""
     z_goal: torch.Tensor | None = None
@@ -475,26 +475,13 @@ class LeWMAgent:
         env_actions = np.clip(env_actions, self.action_low, self.action_high).astype(np.float32)
         warm = shift_plan(blocks.detach(), k, fs) if pc.warm_start else None
         for j, e in enumerate(envs):
-            e.queue = deque(self._ensembled(e, env_actions[j], k) if pc.ensemble else env_actions[j, :k])
+            e.queue = deque(e.ensemble.add(e.t, env_actions[j], k) if pc.ensemble else env_actions[j, :k])
             e.warm = None if warm is None else warm[j]
         seconds = time.perf_counter() - start
         self.num_plans += E
         self.plan_seconds += seconds
         self.decide_calls += 1
         self._log_plan(result, E, seconds)
-
-    @staticmethod
-    def _ensembled(e: EnvState, actions: np.ndarray, k: int) -> np.ndarray:
-        """The next ``k`` env actions (k, A) as the mean of every open plan's proposal for each step, after adding
-        ``actions`` (L, A), the plan decided at step ``e.t``."""
-        e.plans.append((e.t, actions))
-        while e.plans and e.plans[0][0] + len(e.plans[0][1]) <= e.t:
-            e.plans.popleft()
-        out = np.zeros((k, actions.shape[1]), np.float64)
-        for i, t in enumerate(range(e.t, e.t + k)):
-            open_ = [a[t - d] for d, a in e.plans if t - d < len(a)]
-            out[i] = np.mean(open_, axis=0)
-        return out.astype(np.float32)
 
     def _log_plan(self, result: PlanResult | None, envs: int, seconds: float) -> None:
         """Keep the last decision's diagnostics and write them to TensorBoard (``plan/*``) if asked."""
@@ -552,7 +539,7 @@ class LeWMAgent:
     @property
     def num_params(self) -> int:
         """Parameters the agent acts with: the world model's and, if it has one, the latent policy's."""
-        policy = 0 if self.policy is None else sum(p.numel() for p in self.policy.parameters())
+        policy = 0 if self.policy is None else self.policy.num_params()
         return self.model.num_params()["total"] + policy
 
     @property

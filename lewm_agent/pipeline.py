@@ -55,7 +55,7 @@ def _param_breakdown(agent: LeWMAgent) -> dict[str, int]:
     """The world model's parameter counts (``total`` is the model's) and the latent policy's, if any."""
     breakdown = agent.model.num_params()
     if agent.policy is not None:
-        breakdown["latent_policy"] = agent.num_params - breakdown["total"]
+        breakdown["latent_policy"] = agent.policy.num_params()
     return breakdown
 
 

@@ -9,7 +9,8 @@ from .cost import latent_goal_cost
 from .dispatch import PLANNERS, plan
 from .grad import grad_plan
 from .mppi import mppi_plan
-from .receding import shift_plan
+from .receding import PlanEnsemble, shift_plan
 from .result import PlanResult
 
-__all__ = ["plan", "PLANNERS", "cem_plan", "mppi_plan", "grad_plan", "PlanResult", "latent_goal_cost", "shift_plan"]
+__all__ = ["plan", "PLANNERS", "cem_plan", "mppi_plan", "grad_plan", "PlanResult", "latent_goal_cost", "shift_plan",
+           "PlanEnsemble"]
