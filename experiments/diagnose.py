@@ -58,7 +58,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from lewm_agent.envs.goal import GoalEnv  # noqa: E402
 from lewm_agent.config import PlanConfig, replace  # noqa: E402
 from lewm_agent.files import atomic_write_json  # noqa: E402
-from lewm_agent.planning import PlanResult, plan, shift_plan  # noqa: E402
+from lewm_agent.planning import PlanEnsemble, PlanResult, plan, shift_plan  # noqa: E402
 from lewm_agent.settings import apply_settings, parse_settings  # noqa: E402
 
 __all__ = [
@@ -108,7 +108,8 @@ class OracleActor:
     tail of the last plan; each candidate is de-normalised, clipped, simulated from the env's true
     state with a private env (:meth:`GoalEnv.simulate`) and scored by the squared goal distance
     at the last block end (``plan.cost="all"``: summed over block ends); ``plan.receding_horizon``
-    blocks (or ``plan.replan_every`` env steps) are executed before replanning.
+    blocks (or ``plan.replan_every`` env steps) are executed before replanning, averaged over the running plans
+    with ``plan.ensemble`` (as the agent does).
 
     Args:
         env: a GoalEnv (possibly wrapped), private to this actor: only its dynamics are used.
@@ -182,8 +183,14 @@ class OracleActor:
         """New episodes: empty queues and warm starts; reseed the planner (as the agent does)."""
         self._generator = torch.Generator()
         self._generator.manual_seed(self.plan_cfg.seed)
-        self._queues: list[deque] = [deque() for _ in range(num_envs or 0)]
-        self._warm: list[torch.Tensor | None] = [None] * (num_envs or 0)
+        self._start(num_envs or 0)
+
+    def _start(self, n: int) -> None:
+        """Fresh episode state for ``n`` envs: queues, warm starts, step counters, running plans."""
+        self._queues: list[deque] = [deque() for _ in range(n)]
+        self._warm: list[torch.Tensor | None] = [None] * n
+        self._t = [0] * n
+        self._ensembles = [PlanEnsemble() for _ in range(n)]
 
     def act(self, obs: dict[str, np.ndarray], infos: list[dict[str, Any]]) -> np.ndarray:
         """(N, A) float32 actions for a batch; ``infos[i]`` holds env i's ``state`` and ``goal_state``."""
@@ -191,10 +198,11 @@ class OracleActor:
         if n != len(self._queues) or len(infos) != n:
             if len(infos) != n:
                 raise ValueError(f"OracleActor.act: {n} observations but {len(infos)} infos; pass one info per env.")
-            self._queues, self._warm = [deque() for _ in range(n)], [None] * n
+            self._start(n)
         deciding = [i for i, q in enumerate(self._queues) if not q]
         if deciding:
             self._decide(deciding, infos, np.asarray(obs["goal"])[deciding] if self.encoder is not None else None)
+        self._t = [t + 1 for t in self._t]
         return np.stack([q.popleft() for q in self._queues])
 
     def env_actions(self, blocks: np.ndarray) -> np.ndarray:
@@ -257,7 +265,8 @@ class OracleActor:
         k = pc.steps_per_decision(fs)
         warm = shift_plan(blocks, k, fs) if pc.warm_start else None
         for j, i in enumerate(idx):
-            self._queues[i] = deque(env_actions[j, :k])
+            ens = self._ensembles[i]
+            self._queues[i] = deque(ens.add(self._t[i], env_actions[j], k) if pc.ensemble else env_actions[j, :k])
             self._warm[i] = None if warm is None else warm[j]
         self.num_plans += E
         self.plan_seconds += time.perf_counter() - start

@@ -151,3 +151,28 @@ def test_cli_bad_input_gets_a_one_line_error(tiny_data, tiny_run, tmp_path):
         main([str(tiny_run / "agent"), "--eval-data", str(tiny_data), "--out", str(tmp_path / "o"), "--ranking", "-1"])
     with pytest.raises(SystemExit, match="cannot read --eval-data"):
         main([str(tiny_run / "agent"), "--eval-data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "o")])
+
+
+def test_oracle_averages_running_plans_like_the_agent(monkeypatch):
+    """plan.ensemble: the oracle executes, per env step, the mean of every running plan's proposal (plan d proposes
+    the constant action d here), as LeWMAgent does."""
+    import torch
+
+    import experiments.diagnose as diagnose
+    from lewm_agent.planning import PlanResult
+
+    calls = []
+
+    def constant_plan(cost_fn, mean, cfg, low, high, generator):
+        actions = torch.full_like(mean, float(len(calls)))
+        calls.append(1)
+        return PlanResult(actions=actions, cost=torch.zeros(len(mean)), std=torch.zeros_like(mean))
+
+    monkeypatch.setattr(diagnose, "plan", constant_plan)
+    pc = PlanConfig(samples=4, iterations=1, elites=2, horizon=1, receding_horizon=1, replan_every=1, ensemble=True)
+    oracle = OracleActor(_bare(), pc, frameskip=3, action_low=np.full(2, -100.0), action_high=np.full(2, 100.0))
+    oracle.reset(1)
+    obs = {"pixels": np.zeros((1, 32, 32, 3), np.uint8), "goal": np.zeros((1, 32, 32, 3), np.uint8)}
+    infos = [{"state": np.zeros(2, np.float32), "goal_state": np.zeros(2, np.float32)}]
+    executed = [float(oracle.act(obs, infos)[0, 0]) for _ in range(6)]
+    assert executed == [0.0, 0.5, 1.0, 2.0, 3.0, 4.0]
